@@ -1,0 +1,19 @@
+//! The Kubernetes API as data: which resources exist, how their objects are defaulted,
+//! validated, selected and converted between versions.
+//!
+//! Nothing here does I/O. The API server (`rudder-apiserver`) drives these pieces:
+//! - [`catalog`]: every built-in group/version/resource with kind, scope, verbs, short names,
+//!   categories and subresources, and the typed operations bound to each kind.
+//! - [`kinds`]: per-kind defaulting and validation over `k8s-openapi` types ([`ApiKind`]).
+//! - [`validation`]: field paths and field errors, names, labels and object metadata.
+//! - [`selectors`]: label and field selectors.
+//! - [`convert`]: conversion between versions that share one storage (e.g. autoscaling v1/v2).
+
+pub mod catalog;
+pub mod convert;
+pub mod kinds;
+pub mod selectors;
+pub mod validation;
+
+pub use kinds::ApiKind;
+pub use validation::{FieldError, FieldErrors, FieldPath};

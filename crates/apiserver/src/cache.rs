@@ -1,0 +1,359 @@
+//! The watch cache: every object of the store, decoded once, plus a window of recent events.
+//!
+//! It serves `resourceVersion=0` and consistent lists and every watch without touching the
+//! store, and fans each event out to all watchers through one broadcast channel. It follows the
+//! store with a single watch from the revision of its initial list; each object is decoded once
+//! on arrival, gets its `resourceVersion`, and keeps its labels and selectable fields ready for
+//! filtering.
+//!
+//! Key types: [`WatchCache`], [`CachedObject`], [`CacheEvent`], [`Filter`].
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::RwLock;
+use rudder_api::catalog::{self, Resource};
+use rudder_api::selectors::{self, FieldSelector, LabelSelector};
+use rudder_store::{EventType, ListOptions, Storage};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// How many recent events the cache keeps for watches that start in the past.
+const EVENT_WINDOW: usize = 20_000;
+/// How many events a watcher may fall behind before it is ended.
+const WATCHER_BUFFER: usize = 16_384;
+
+/// One object as the cache holds it.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// Its storage key.
+    pub key: Arc<str>,
+    /// Its `resourceVersion`.
+    pub revision: u64,
+    /// Its JSON, `resourceVersion` included.
+    pub json: Bytes,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// Selectable fields (`metadata.name`, `spec.nodeName`, ...).
+    pub fields: Vec<(String, String)>,
+}
+
+impl CachedObject {
+    /// Decodes the stored JSON.
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+/// The type of a cache event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheEventType {
+    /// Created.
+    Added,
+    /// Changed.
+    Modified,
+    /// Deleted (the object is its last state, at the deleting revision).
+    Deleted,
+}
+
+/// One change.
+#[derive(Debug)]
+pub struct CacheEvent {
+    /// What happened.
+    pub event_type: CacheEventType,
+    /// The object after the change (for deletions, its last state).
+    pub object: Arc<CachedObject>,
+    /// The object before the change.
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+impl CacheEvent {
+    /// The revision of the change.
+    pub fn revision(&self) -> u64 {
+        self.object.revision
+    }
+}
+
+/// Which objects a list or watch wants.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Key prefix, e.g. `/registry/pods/default/`.
+    pub prefix: String,
+    /// Label selector.
+    pub labels: Option<LabelSelector>,
+    /// Field selector.
+    pub fields: Option<FieldSelector>,
+}
+
+impl Filter {
+    /// Whether an object passes.
+    pub fn matches(&self, obj: &CachedObject) -> bool {
+        obj.key.starts_with(&self.prefix)
+            && self.labels.as_ref().is_none_or(|l| l.matches(&obj.labels))
+            && self.fields.as_ref().is_none_or(|f| f.matches(&obj.fields))
+    }
+
+    /// Whether the filter narrows beyond the prefix.
+    pub fn has_selectors(&self) -> bool {
+        self.labels.as_ref().is_some_and(|l| !l.is_empty()) || self.fields.is_some()
+    }
+}
+
+struct State {
+    revision: u64,
+    objects: BTreeMap<Arc<str>, Arc<CachedObject>>,
+    events: VecDeque<Arc<CacheEvent>>,
+    /// Every event after this revision is in `events`.
+    horizon: u64,
+    sender: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+/// A page of a cached list.
+pub struct CacheList {
+    /// Matching objects in key order.
+    pub items: Vec<Arc<CachedObject>>,
+    /// The cache revision the list is at.
+    pub revision: u64,
+    /// Whether more matching objects follow.
+    pub more: bool,
+    /// How many objects follow (only counted when there are no selectors).
+    pub remaining: u64,
+}
+
+/// Where a watch starts.
+pub enum WatchStart {
+    /// Now, after synthetic ADDED events for everything that matches.
+    NowWithInitial,
+    /// After this revision.
+    After(u64),
+}
+
+/// A registered watch: what to send first, then the live channel.
+pub struct CacheWatch {
+    /// Synthetic ADDED objects (when starting now).
+    pub initial: Vec<Arc<CachedObject>>,
+    /// Events already in the window after the start revision.
+    pub backlog: Vec<Arc<CacheEvent>>,
+    /// The revision the watch is caught up to once `initial` and `backlog` are sent.
+    pub revision: u64,
+    /// Live events (may repeat backlog events; skip those at or below `revision`).
+    pub receiver: broadcast::Receiver<Arc<CacheEvent>>,
+}
+
+/// Why a watch cannot start.
+pub enum WatchError {
+    /// The revision is older than the window (410).
+    TooOld {
+        /// Asked for.
+        requested: u64,
+        /// Oldest available.
+        oldest: u64,
+    },
+}
+
+/// The cache.
+pub struct WatchCache {
+    state: RwLock<State>,
+    progress: tokio::sync::watch::Sender<u64>,
+    by_storage: HashMap<&'static str, &'static Resource>,
+}
+
+fn storage_resources() -> HashMap<&'static str, &'static Resource> {
+    let mut map = HashMap::new();
+    for r in catalog::all() {
+        if r.api_version() == r.storage_version {
+            map.entry(r.storage_resource).or_insert(r);
+        }
+    }
+    map
+}
+
+impl WatchCache {
+    /// Lists the whole store, then follows it from that revision.
+    pub async fn start(store: Arc<dyn Storage>) -> rudder_store::Result<Arc<WatchCache>> {
+        let (sender, _) = broadcast::channel(WATCHER_BUFFER);
+        let (progress, _) = tokio::sync::watch::channel(0);
+        let cache = Arc::new(WatchCache {
+            state: RwLock::new(State {
+                revision: 0,
+                objects: BTreeMap::new(),
+                events: VecDeque::new(),
+                horizon: 0,
+                sender,
+            }),
+            progress,
+            by_storage: storage_resources(),
+        });
+        let rev = cache.resync(&*store).await?;
+        let weak = Arc::downgrade(&cache);
+        tokio::spawn(async move {
+            let mut from = rev;
+            loop {
+                let stream = store.watch("/registry/", from).await;
+                let mut stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watch cache lost the store; listing again");
+                        let Some(cache) = weak.upgrade() else { return };
+                        match cache.resync(&*store).await {
+                            Ok(r) => from = r,
+                            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                        }
+                        continue;
+                    }
+                };
+                while let Some(ev) = stream.next().await {
+                    let Some(cache) = weak.upgrade() else { return };
+                    match ev {
+                        Ok(ev) => {
+                            from = ev.kv.mod_revision;
+                            cache.ingest(ev);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "watch cache stream failed; following again");
+                            break;
+                        }
+                    }
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+            }
+        });
+        Ok(cache)
+    }
+
+    fn decode(&self, key: &Arc<str>, value: &[u8], revision: u64) -> Arc<CachedObject> {
+        let mut obj: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        }
+        let labels = obj
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+            .unwrap_or_default();
+        let segment = key.strip_prefix("/registry/").and_then(|k| k.split('/').next()).unwrap_or_default();
+        let fields = match self.by_storage.get(segment) {
+            Some(r) => selectors::field_set(r.group, r.plural, &obj),
+            None => Vec::new(),
+        };
+        let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+        Arc::new(CachedObject { key: key.clone(), revision, json, labels, fields })
+    }
+
+    /// Replaces the contents with a fresh list of the store; ends every current watcher.
+    async fn resync(&self, store: &dyn Storage) -> rudder_store::Result<u64> {
+        let list = store.list("/registry/", ListOptions::default()).await?;
+        let mut objects = BTreeMap::new();
+        for kv in &list.items {
+            objects.insert(kv.key.clone(), self.decode(&kv.key, &kv.value, kv.mod_revision));
+        }
+        let mut st = self.state.write();
+        st.objects = objects;
+        st.events.clear();
+        st.revision = list.revision;
+        st.horizon = list.revision;
+        let (sender, _) = broadcast::channel(WATCHER_BUFFER);
+        st.sender = sender;
+        drop(st);
+        self.progress.send_replace(list.revision);
+        Ok(list.revision)
+    }
+
+    fn ingest(&self, ev: rudder_store::Event) {
+        let object = self.decode(&ev.kv.key, &ev.kv.value, ev.kv.mod_revision);
+        let mut st = self.state.write();
+        let prev = match ev.event_type {
+            EventType::Deleted => st.objects.remove(&ev.kv.key),
+            _ => st.objects.insert(ev.kv.key.clone(), object.clone()),
+        };
+        let event_type = match ev.event_type {
+            EventType::Created => CacheEventType::Added,
+            EventType::Modified => CacheEventType::Modified,
+            EventType::Deleted => CacheEventType::Deleted,
+        };
+        let event = Arc::new(CacheEvent { event_type, object, prev });
+        st.events.push_back(event.clone());
+        while st.events.len() > EVENT_WINDOW {
+            if let Some(old) = st.events.pop_front() {
+                st.horizon = old.revision();
+            }
+        }
+        st.revision = ev.kv.mod_revision;
+        let _ = st.sender.send(event);
+        drop(st);
+        self.progress.send_replace(ev.kv.mod_revision);
+    }
+
+    /// The newest revision the cache has seen.
+    pub fn revision(&self) -> u64 {
+        self.state.read().revision
+    }
+
+    /// Waits until the cache has seen `revision`; false on timeout.
+    pub async fn wait_for(&self, revision: u64, timeout: Duration) -> bool {
+        let mut rx = self.progress.subscribe();
+        let res = tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await;
+        matches!(res, Ok(Ok(_)))
+    }
+
+    /// One object by key.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.state.read().objects.get(key).cloned()
+    }
+
+    /// A page of matching objects from `start` on (inclusive), at most `limit` (0: all).
+    pub fn list(&self, filter: &Filter, start: Option<&str>, limit: usize) -> CacheList {
+        let st = self.state.read();
+        let from = start.filter(|s| *s > filter.prefix.as_str()).unwrap_or(&filter.prefix);
+        let mut out = CacheList { items: Vec::new(), revision: st.revision, more: false, remaining: 0 };
+        let count_rest = !filter.has_selectors();
+        for (key, obj) in st.objects.range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded)) {
+            if !key.starts_with(&filter.prefix) {
+                break;
+            }
+            if !filter.matches(obj) {
+                continue;
+            }
+            if limit > 0 && out.items.len() >= limit {
+                out.more = true;
+                if !count_rest {
+                    break;
+                }
+                out.remaining += 1;
+                continue;
+            }
+            out.items.push(obj.clone());
+        }
+        out
+    }
+
+    /// Registers a watch.
+    pub fn watch(&self, filter: &Filter, start: WatchStart) -> Result<CacheWatch, WatchError> {
+        let st = self.state.read();
+        let receiver = st.sender.subscribe();
+        match start {
+            WatchStart::NowWithInitial => {
+                let initial = st
+                    .objects
+                    .range::<str, _>((std::ops::Bound::Included(filter.prefix.as_str()), std::ops::Bound::Unbounded))
+                    .take_while(|(k, _)| k.starts_with(&filter.prefix))
+                    .filter(|(_, o)| filter.matches(o))
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                Ok(CacheWatch { initial, backlog: Vec::new(), revision: st.revision, receiver })
+            }
+            WatchStart::After(rev) => {
+                if rev < st.horizon {
+                    return Err(WatchError::TooOld { requested: rev, oldest: st.horizon + 1 });
+                }
+                let idx = st.events.partition_point(|e| e.revision() <= rev);
+                let backlog = st.events.range(idx..).cloned().collect();
+                Ok(CacheWatch { initial: Vec::new(), backlog, revision: st.revision.max(rev), receiver })
+            }
+        }
+    }
+}

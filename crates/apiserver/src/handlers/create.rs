@@ -1,0 +1,62 @@
+//! POST: create an object.
+
+use crate::object::{self, from_kv, from_storage, gr, meta_str, to_bytes, to_storage};
+use crate::registry;
+use crate::request::ResourceRequest;
+use crate::server::{ApiServer, Ctx, json_response};
+use crate::status::{ApiError, ApiResult};
+use axum::body::Body;
+use http::Response;
+use rudder_api::catalog::Resource;
+use serde_json::Value;
+
+/// Upstream's NamespaceLifecycle admission: the namespace must exist and not be terminating.
+pub async fn check_namespace(srv: &ApiServer, res: &Resource, namespace: &str, name: &str) -> ApiResult<()> {
+    if !res.namespaced {
+        return Ok(());
+    }
+    let key = format!("/registry/namespaces/{namespace}");
+    let phase = match srv.cache.get(&key) {
+        Some(obj) => obj.value().pointer("/status/phase").and_then(Value::as_str).map(str::to_string),
+        None => match srv.store.get(&key).await.map_err(|e| ApiError::from_store(e, gr(res), name))? {
+            Some(kv) => from_kv(&kv)?.pointer("/status/phase").and_then(Value::as_str).map(str::to_string),
+            None => {
+                return Err(ApiError::not_found(
+                    crate::status::GroupResource { group: "", resource: "namespaces" },
+                    namespace,
+                ));
+            }
+        },
+    };
+    if phase.as_deref() == Some("Terminating") {
+        return Err(ApiError::namespace_terminating(gr(res), name, namespace));
+    }
+    Ok(())
+}
+
+/// Creates `obj` (served version, type-checked) and answers with the stored object.
+pub async fn create_object(srv: &ApiServer, req: &ResourceRequest, obj: Value, dry_run: bool) -> ApiResult<Value> {
+    let res = req.resource;
+    let namespace = req.namespace.as_deref();
+    let obj = registry::prepare_create(res, res.kind, namespace, obj)?;
+    let name = meta_str(&obj, "name").to_string();
+    if let Some(ns) = namespace {
+        check_namespace(srv, res, ns, &name).await?;
+    }
+    if dry_run {
+        return Ok(obj);
+    }
+    let stored = to_storage(res, obj)?;
+    let key = object::key(res, namespace, &name);
+    let kv = srv.store.create(&key, to_bytes(&stored)).await.map_err(|e| ApiError::from_store(e, gr(res), &name))?;
+    from_storage(res, from_kv(&kv)?)
+}
+
+/// `POST .../<resource>`.
+pub async fn create(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
+    let res = req.resource;
+    let mut obj = ctx.json_body().await?;
+    registry::check_type(res.kind, &res.api_version(), &mut obj)?;
+    let created = create_object(srv, req, obj, ctx.query.dry_run).await?;
+    Ok(json_response(201, &created))
+}

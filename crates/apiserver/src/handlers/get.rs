@@ -1,0 +1,47 @@
+//! GET of one object (and of its `status` subresource).
+
+use crate::object::{self, from_kv, from_storage, gr};
+use crate::request::ResourceRequest;
+use crate::server::{ApiServer, Ctx, json_response};
+use crate::status::{ApiError, ApiResult};
+use axum::body::Body;
+use http::Response;
+use serde_json::Value;
+
+/// Reads the object a request names, in the served version, from the store.
+pub async fn load(srv: &ApiServer, req: &ResourceRequest) -> ApiResult<Value> {
+    Ok(load_kv(srv, req).await?.0)
+}
+
+/// Reads the object a request names, returning it (served version) and its store revision.
+pub async fn load_kv(srv: &ApiServer, req: &ResourceRequest) -> ApiResult<(Value, u64)> {
+    let res = req.resource;
+    let name = req.name.as_deref().unwrap_or_default();
+    let key = object::key(res, req.namespace.as_deref(), name);
+    let kv = srv
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::from_store(e, gr(res), name))?
+        .ok_or_else(|| ApiError::not_found(gr(res), name))?;
+    Ok((from_storage(res, from_kv(&kv)?)?, kv.mod_revision))
+}
+
+/// `GET .../<resource>/<name>`.
+pub async fn get(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResult<Response<Body>> {
+    let res = req.resource;
+    let name = req.name.as_deref().unwrap_or_default();
+    if ctx.query.resource_version.as_deref() == Some("0") {
+        // Any version will do: answer from the watch cache.
+        let key = object::key(res, req.namespace.as_deref(), name);
+        let obj = srv.cache.get(&key).ok_or_else(|| ApiError::not_found(gr(res), name))?;
+        if res.api_version() == res.storage_version {
+            return Ok(crate::server::bytes_response(200, obj.json.clone()));
+        }
+        return Ok(json_response(200, &from_storage(res, obj.value())?));
+    }
+    if let Some(rv) = &ctx.query.resource_version {
+        object::parse_rv(rv)?;
+    }
+    Ok(json_response(200, &load(srv, req).await?))
+}

@@ -1,0 +1,96 @@
+//! PUT: replace an object (or its `status`, or a namespace's `finalize` list).
+
+use crate::handlers::create;
+use crate::object::{self, from_kv, from_storage, gr, meta_str, to_bytes, to_storage};
+use crate::registry;
+use crate::request::ResourceRequest;
+use crate::server::{ApiServer, Ctx, json_response};
+use crate::status::{ApiError, ApiResult};
+use axum::body::Body;
+use http::Response;
+use rudder_store::{Update, UpdateError, guaranteed_update};
+use serde_json::Value;
+
+/// Resources whose PUT creates a missing object (upstream's `AllowCreateOnUpdate`).
+fn create_on_update(plural: &str) -> bool {
+    matches!(plural, "endpoints" | "limitranges" | "events")
+}
+
+/// Replaces an object through a compare-and-swap loop. `make_new` computes the client's new
+/// object from the current one (served version); it runs again whenever another writer got
+/// in first. Returns the stored object (or, for `dry_run`, what would be stored).
+pub async fn update_object<F>(srv: &ApiServer, req: &ResourceRequest, dry_run: bool, mut make_new: F) -> ApiResult<Value>
+where
+    F: FnMut(&Value) -> ApiResult<Value> + Send,
+{
+    let res = req.resource;
+    let name = req.name.as_deref().unwrap_or_default();
+    let key = object::key(res, req.namespace.as_deref(), name);
+    let sub = req.subresource.as_deref();
+    let mut outcome: Option<Value> = None;
+    let result = guaranteed_update(&*srv.store, &key, |kv| {
+        let old = from_storage(res, from_kv(kv)?)?;
+        let mut new = make_new(&old)?;
+        registry::check_type(res.kind, &res.api_version(), &mut new)?;
+        registry::set_namespace(res, req.namespace.as_deref().filter(|_| res.namespaced), &mut new)?;
+        let body_name = meta_str(&new, "name");
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        object::meta_mut(&mut new).insert("name".into(), Value::String(name.to_string()));
+        let body_rv = meta_str(&new, "resourceVersion");
+        if !body_rv.is_empty() && body_rv != kv.mod_revision.to_string() {
+            return Err(ApiError::stale(gr(res), name));
+        }
+        let prepared = registry::prepare_update(res, res.kind, sub, &old, new)?;
+        if prepared == old {
+            outcome = Some(prepared);
+            return Ok(Update::Unchanged);
+        }
+        let stored = to_storage(res, prepared.clone())?;
+        outcome = Some(prepared);
+        if dry_run { Ok(Update::Unchanged) } else { Ok(Update::Write(to_bytes(&stored))) }
+    })
+    .await;
+    let kv = match result {
+        Ok(kv) => kv,
+        Err(UpdateError::Aborted(e)) => return Err(e),
+        Err(UpdateError::Store(e)) => return Err(ApiError::from_store(e, gr(res), name)),
+    };
+    let current = from_storage(res, from_kv(&kv)?)?;
+    if dry_run {
+        return Ok(outcome.unwrap_or(current));
+    }
+    if registry::ready_to_remove(&current) {
+        // The last finalizer is gone from an object being deleted: remove it now.
+        return match srv.store.delete(&key, Some(kv.mod_revision)).await {
+            Ok(deleted) => from_storage(res, from_kv(&deleted)?),
+            Err(rudder_store::Error::NotFound(_)) | Err(rudder_store::Error::Conflict { .. }) => Ok(current),
+            Err(e) => Err(ApiError::from_store(e, gr(res), name)),
+        };
+    }
+    Ok(current)
+}
+
+/// `PUT .../<resource>/<name>[/status|/finalize]`.
+pub async fn update(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
+    let res = req.resource;
+    let mut body = ctx.json_body().await?;
+    registry::check_type(res.kind, &res.api_version(), &mut body)?;
+    let dry_run = ctx.query.dry_run;
+    match update_object(srv, req, dry_run, |_| Ok(body.clone())).await {
+        Ok(obj) => Ok(json_response(200, &obj)),
+        Err(e) if e.code == 404 && req.subresource.is_none() && create_on_update(res.plural) => {
+            let name = req.name.clone().unwrap_or_default();
+            object::meta_mut(&mut body).insert("name".into(), Value::String(name));
+            if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            let created = create::create_object(srv, req, body, dry_run).await?;
+            Ok(json_response(201, &created))
+        }
+        Err(e) => Err(e),
+    }
+}

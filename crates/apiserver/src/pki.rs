@@ -1,0 +1,179 @@
+//! The cluster's certificates and tokens, kept under `<data-dir>/tls` and `<data-dir>/token`.
+//!
+//! On first start a CA, an admin client certificate (`O=system:masters`) and an admin bearer
+//! token are made; later starts reuse them. The serving certificate is made anew at every
+//! start from the same CA, so its names always match the current bind address and hostname.
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Certificates and keys the server needs, as PEM.
+pub struct Pki {
+    /// The cluster CA certificate.
+    pub ca_cert_pem: String,
+    /// The serving certificate (signed by the CA).
+    pub serving_cert_pem: String,
+    /// The serving key.
+    pub serving_key_pem: String,
+    /// The admin client certificate.
+    pub admin_cert_pem: String,
+    /// The admin client key.
+    pub admin_key_pem: String,
+    /// The admin bearer token (also in the token file).
+    pub admin_token: String,
+    /// Path of the static token file.
+    pub token_file: PathBuf,
+}
+
+fn validity(params: &mut CertificateParams, years: i32) {
+    let now = chrono::Utc::now();
+    let start = now - chrono::Duration::hours(1);
+    params.not_before = rcgen::date_time_ymd(
+        chrono::Datelike::year(&start),
+        chrono::Datelike::month(&start) as u8,
+        chrono::Datelike::day(&start) as u8,
+    );
+    params.not_after = rcgen::date_time_ymd(
+        chrono::Datelike::year(&now) + years,
+        chrono::Datelike::month(&now) as u8,
+        chrono::Datelike::day(&now).min(28) as u8,
+    );
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict permissions of {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..32).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+/// Loads or creates everything under `data_dir`; `hosts` are extra names and addresses the
+/// serving certificate must cover (besides localhost, 127.0.0.1 and the hostname).
+pub fn ensure(data_dir: &Path, hosts: &[String]) -> Result<Pki> {
+    let dir = data_dir.join("tls");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca_crt = dir.join("ca.crt");
+    let ca_key = dir.join("ca.key");
+    if !ca_crt.exists() || !ca_key.exists() {
+        let key = KeyPair::generate().context("cannot generate the CA key")?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("rudder-ca@{}", chrono::Utc::now().timestamp()));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, 10);
+        let cert = params.self_signed(&key).context("cannot sign the CA certificate")?;
+        write_private(&ca_key, &key.serialize_pem())?;
+        fs::write(&ca_crt, cert.pem()).with_context(|| format!("cannot write {}", ca_crt.display()))?;
+    }
+    let ca_cert_pem = fs::read_to_string(&ca_crt).with_context(|| format!("cannot read {}", ca_crt.display()))?;
+    let ca_key_pem = fs::read_to_string(&ca_key).with_context(|| format!("cannot read {}", ca_key.display()))?;
+    let ca_keypair = KeyPair::from_pem(&ca_key_pem).context("the CA key is not a valid PEM private key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_keypair).context("the CA certificate cannot be read")?;
+
+    // Serving certificate, made anew each start.
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
+    if let Ok(h) = fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim().to_string();
+        if !h.is_empty() {
+            names.push(h);
+        }
+    }
+    for h in hosts {
+        if !h.is_empty() && !names.contains(h) && h != "0.0.0.0" && h != "::" {
+            names.push(h.clone());
+        }
+    }
+    let serving_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+        })
+        .collect::<Result<Vec<_>, rcgen::Error>>()?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "kube-apiserver");
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, 1);
+    let serving = params.signed_by(&serving_key, &issuer).context("cannot sign the serving certificate")?;
+    let serving_cert_pem = format!("{}{}", serving.pem(), ca_cert_pem);
+    write_private(&dir.join("serving.key"), &serving_key.serialize_pem())?;
+    fs::write(dir.join("serving.crt"), &serving_cert_pem)?;
+
+    // Admin client certificate, kept across starts.
+    let admin_crt = dir.join("admin.crt");
+    let admin_key = dir.join("admin.key");
+    if !admin_crt.exists() || !admin_key.exists() {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "admin");
+        dn.push(DnType::OrganizationName, "system:masters");
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut params, 1);
+        let cert = params.signed_by(&key, &issuer).context("cannot sign the admin certificate")?;
+        write_private(&admin_key, &key.serialize_pem())?;
+        fs::write(&admin_crt, cert.pem())?;
+    }
+
+    // Static token file: `token,user,uid,"group1,group2"` per line, as upstream's.
+    let token_file = data_dir.join("token");
+    if !token_file.exists() {
+        let token = random_token();
+        write_private(&token_file, &format!("{token},admin,admin,\"system:masters\"\n"))?;
+    }
+    let tokens = fs::read_to_string(&token_file).with_context(|| format!("cannot read {}", token_file.display()))?;
+    let admin_token = tokens.lines().find_map(|l| l.split(',').next()).unwrap_or_default().trim().to_string();
+
+    Ok(Pki {
+        ca_cert_pem,
+        serving_cert_pem,
+        serving_key_pem: fs::read_to_string(dir.join("serving.key"))?,
+        admin_cert_pem: fs::read_to_string(&admin_crt)?,
+        admin_key_pem: fs::read_to_string(&admin_key)?,
+        admin_token,
+        token_file,
+    })
+}
+
+/// Writes a kubeconfig for the admin user (client certificate) pointing at `server`.
+pub fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<()> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {}\n  name: rudder\ncontexts:\n- context:\n    cluster: rudder\n    user: admin\n  name: rudder\ncurrent-context: rudder\npreferences: {{}}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(&pki.ca_cert_pem),
+        server,
+        b64(&pki.admin_cert_pem),
+        b64(&pki.admin_key_pem)
+    );
+    // Written to a temporary name first so readers never see half a file.
+    let tmp = path.with_extension("kubeconfig.tmp");
+    write_private(&tmp, &text)?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The request path: panic recovery → route → authentication → verb handler → response.
+//!
+//! Key type: [`ApiServer`], the state every handler shares. Handlers live in `handlers/`, one
+//! verb per file; the write pipeline they share is in `registry.rs`.
+
+use crate::authn::{Authenticator, User};
+use crate::cache::WatchCache;
+use crate::handlers;
+use crate::request::{Query, Route, route};
+use crate::serve::ConnInfo;
+use crate::status::{ApiError, ApiResult};
+use axum::body::Body;
+use bytes::Bytes;
+use futures::FutureExt;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use rudder_store::Storage;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
+
+/// The largest request body accepted (upstream's 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// State shared by every request.
+pub struct ApiServer {
+    /// The store; only the API server touches it.
+    pub store: Arc<dyn Storage>,
+    /// The watch cache.
+    pub cache: Arc<WatchCache>,
+    /// Token authentication.
+    pub authn: Authenticator,
+    /// Turns true when the server starts shutting down; long requests end then.
+    pub shutdown: watch::Receiver<bool>,
+    /// Whether `/readyz` passes.
+    pub ready: AtomicBool,
+    /// `host:port` clients should use, for discovery's `serverAddressByClientCIDRs`.
+    pub advertise: String,
+}
+
+/// A request after routing and authentication.
+pub struct Ctx {
+    /// The query parameters.
+    pub query: Query,
+    /// Who is asking.
+    pub user: User,
+    /// Request headers.
+    pub headers: http::HeaderMap,
+    /// The body, not yet read.
+    pub body: Option<hyper::body::Incoming>,
+}
+
+impl Ctx {
+    /// Reads the whole body, refusing more than [`MAX_BODY`].
+    pub async fn body_bytes(&mut self) -> ApiResult<Bytes> {
+        let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
+        let limited = http_body_util::Limited::new(body, MAX_BODY);
+        match limited.collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
+            Err(e) => Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+        }
+    }
+
+    /// The media type of the body, without parameters (`application/json` when absent).
+    pub fn content_type(&self) -> String {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "application/json".into())
+    }
+
+    /// Reads the body as a JSON object (the content type must be JSON).
+    pub async fn json_body(&mut self) -> ApiResult<Value> {
+        let ct = self.content_type();
+        if ct != "application/json" && ct != "*/*" {
+            return Err(ApiError::unsupported_media_type(&ct, &["application/json"]));
+        }
+        let bytes = self.body_bytes().await?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("the request body is empty; an object was expected"));
+        }
+        decode_json(&bytes)
+    }
+}
+
+/// Parses JSON, reporting errors as upstream's decoder does (400).
+pub fn decode_json(bytes: &[u8]) -> ApiResult<Value> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+/// A JSON response.
+pub fn json_response(code: u16, body: &Value) -> Response<Body> {
+    bytes_response(code, Bytes::from(serde_json::to_vec(body).expect("JSON values always encode")))
+}
+
+/// A response whose body is already JSON.
+pub fn bytes_response(code: u16, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text_response(code: u16, text: String) -> Response<Body> {
+    let mut resp = Response::new(Body::from(text));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}
+
+impl ApiServer {
+    /// Handles one request; never panics outward (a panic becomes a 500 Status).
+    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let fut = std::panic::AssertUnwindSafe(self.clone().dispatch(req, conn)).catch_unwind();
+        let mut resp = match fut.await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(err)) => axum::response::IntoResponse::into_response(err),
+            Err(_) => {
+                tracing::error!(%method, %path, "request handler panicked");
+                axum::response::IntoResponse::into_response(ApiError::internal("the server hit an unexpected error"))
+            }
+        };
+        if method == http::Method::HEAD {
+            *resp.body_mut() = Body::empty();
+        }
+        tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+        resp
+    }
+
+    fn authenticate(&self, headers: &http::HeaderMap, conn: &ConnInfo) -> Option<User> {
+        if let Some(token) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        {
+            return self.authn.user_from_token(token.trim());
+        }
+        conn.cert_user.clone()
+    }
+
+    async fn dispatch(self: Arc<Self>, req: Request<hyper::body::Incoming>, conn: Arc<ConnInfo>) -> ApiResult<Response<Body>> {
+        let (parts, body) = req.into_parts();
+        let query = Query::parse(parts.uri.query())?;
+        let route = route(&parts.method, parts.uri.path(), query.watch);
+        let verbose = parts.uri.query().is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
+        match &route {
+            Ok(Route::Health(which)) => return Ok(self.health(which, verbose)),
+            Ok(Route::Version) => return Ok(json_response(200, &handlers::discovery::version())),
+            _ => {}
+        }
+        let Some(user) = self.authenticate(&parts.headers, &conn) else {
+            return Err(ApiError::unauthorized());
+        };
+        let route = route?;
+        let mut ctx = Ctx { query, user, headers: parts.headers, body: Some(body) };
+        match route {
+            Route::Health(_) | Route::Version => unreachable!("answered before authentication"),
+            Route::LegacyRoot => Ok(json_response(200, &handlers::discovery::legacy_root(&self.advertise))),
+            Route::GroupsRoot => Ok(json_response(200, &handlers::discovery::groups_root(&self.advertise))),
+            Route::Group(g) => handlers::discovery::group(&g, &self.advertise).map(|v| json_response(200, &v)),
+            Route::GroupVersion(g, v) => handlers::discovery::group_version(&g, &v).map(|v| json_response(200, &v)),
+            Route::Resource(r) => handlers::handle(&self, r, &mut ctx).await,
+        }
+    }
+
+    fn health(&self, which: &str, verbose: bool) -> Response<Body> {
+        let top = which.split('/').next().unwrap_or("healthz");
+        let shutting_down = *self.shutdown.borrow();
+        let ready = self.ready.load(Ordering::Acquire) && !shutting_down;
+        let mut checks: Vec<(&str, bool)> = vec![("ping", true), ("log", true), ("etcd", true)];
+        if top == "readyz" {
+            checks.push(("informer-sync", self.ready.load(Ordering::Acquire)));
+            checks.push(("shutdown", !shutting_down));
+        }
+        if let Some(single) = which.split('/').nth(1) {
+            return match checks.iter().find(|(n, _)| *n == single) {
+                Some((_, true)) => text_response(200, "ok".into()),
+                Some((_, false)) => text_response(500, format!("internal server error: {single} check failed")),
+                None => text_response(404, "404 page not found".into()),
+            };
+        }
+        let ok = checks.iter().all(|(_, ok)| *ok) && (top != "readyz" || ready);
+        if !verbose {
+            return if ok { text_response(200, "ok".into()) } else { text_response(500, format!("{top} check failed")) };
+        }
+        let mut out = String::new();
+        for (name, pass) in &checks {
+            out.push_str(&format!("[{}]{} {}\n", if *pass { "+" } else { "-" }, name, if *pass { "ok" } else { "failed" }));
+        }
+        if ok {
+            out.push_str(&format!("{top} check passed\n"));
+            text_response(200, out)
+        } else {
+            out.push_str(&format!("{top} check failed\n"));
+            text_response(500, out)
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `rudder`: a Kubernetes-compatible container orchestrator in one binary.
+//!
+//! `rudder server` runs the control plane (today: the API server over the embedded store).
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "rudder", version, about = "A Kubernetes-compatible container orchestrator in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the control plane: the Kubernetes API over durable storage.
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Directory for state, certificates and the admin kubeconfig
+    /// [default: /var/lib/rudder as root, else $XDG_DATA_HOME/rudder]
+    #[arg(long, env = "RUDDER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to serve the API on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API; 0 picks a free port.
+    #[arg(long, default_value_t = 6443)]
+    https_port: u16,
+    /// Runs the control plane only, without a node agent on this machine.
+    #[arg(long)]
+    disable_agent: bool,
+    /// External datastore (etcd endpoints); the embedded store is used when absent.
+    #[arg(long)]
+    datastore_endpoint: Option<String>,
+    /// Seconds between compactions of old revisions in the store.
+    #[arg(long, default_value_t = 60)]
+    compaction_interval_seconds: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    // Only root gets the system-wide directory; others get their own.
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/rudder");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("rudder");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local").join("share").join("rudder")
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+async fn server(args: ServerArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let mut config = rudder_apiserver::Config::new(data_dir.clone());
+    config.bind_address = args.bind_address;
+    config.https_port = args.https_port;
+    config.datastore_endpoint = args.datastore_endpoint;
+    config.compaction_interval = Duration::from_secs(args.compaction_interval_seconds.max(1));
+    let running = rudder_apiserver::start(config).await.context("rudder server could not start")?;
+    let took = started.elapsed();
+    let kubeconfig = running.kubeconfig.display().to_string();
+    println!("rudder server is ready at https://{} (started in {} ms)", running.addr, took.as_millis());
+    println!("  data dir:   {}", data_dir.display());
+    println!("  kubeconfig: {kubeconfig}");
+    println!("  try:        KUBECONFIG={kubeconfig} kubectl get namespaces");
+    if !args.disable_agent {
+        println!("  note:       no node agent yet on this machine; the server runs the control plane only");
+    }
+    wait_for_signal().await;
+    println!("rudder server is shutting down");
+    running.shutdown().await;
+    println!("rudder server stopped");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUDDER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    }
+}

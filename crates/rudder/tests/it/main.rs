@@ -1,0 +1,4 @@
+//! Black-box tests: the real `rudder` binary on port 0 with a temporary data dir, driven by
+//! kube-rs, raw HTTP and the real kubectl. One test binary for the whole suite.
+
+mod common;

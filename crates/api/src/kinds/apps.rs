@@ -10,8 +10,9 @@
 
 use super::ApiKind;
 use super::pod::{
-    default_pod_template, immutable, invalid_each, nonnegative, percent, selector_is_empty, selector_matches, set_if_empty, st,
-    template_labels, to_value, validate_annotations, validate_label_selector, validate_labels, validate_template_for_controller,
+    default_pod_template, immutable, invalid_each, nonnegative, percent, selector_is_empty, selector_matches,
+    set_if_empty, st, template_labels, to_value, validate_annotations, validate_label_selector, validate_labels,
+    validate_template_for_controller,
 };
 use crate::validation::{FieldError, FieldErrors, FieldPath};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -53,7 +54,12 @@ fn not_over_100_percent(v: &IntOrString, path: &FieldPath) -> FieldErrors {
 
 /// The selector checks shared by Deployment and ReplicaSet (`ValidateDeploymentSpec` /
 /// `ValidateReplicaSetSpec`), followed by the template checks when the selector is usable.
-fn validate_selector_and_template(sel: &LabelSelector, tpl: &PodTemplateSpec, kind: &str, sp: &FieldPath) -> FieldErrors {
+fn validate_selector_and_template(
+    sel: &LabelSelector,
+    tpl: &PodTemplateSpec,
+    kind: &str,
+    sp: &FieldPath,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let selp = sp.child("selector");
     let missing = selector_is_empty(sel);
@@ -106,11 +112,17 @@ impl ApiKind for Deployment {
         match st(&strategy.type_) {
             "Recreate" => {
                 if strategy.rolling_update.is_some() {
-                    errs.push(FieldError::forbidden(&stp.child("rollingUpdate"), "may not be specified when strategy `type` is 'Recreate'"));
+                    errs.push(FieldError::forbidden(
+                        &stp.child("rollingUpdate"),
+                        "may not be specified when strategy `type` is 'Recreate'",
+                    ));
                 }
             }
             "RollingUpdate" => match &strategy.rolling_update {
-                None => errs.push(FieldError::required(&stp.child("rollingUpdate"), "this should be defaulted and never be nil")),
+                None => errs.push(FieldError::required(
+                    &stp.child("rollingUpdate"),
+                    "this should be defaulted and never be nil",
+                )),
                 Some(ru) => {
                     let rp = stp.child("rollingUpdate");
                     let zero = IntOrString::Int(0);
@@ -119,7 +131,11 @@ impl ApiKind for Deployment {
                     errs.extend(validate_int_or_percent(mu, &rp.child("maxUnavailable")));
                     errs.extend(validate_int_or_percent(ms, &rp.child("maxSurge")));
                     if int_or_percent_value(mu) == 0 && int_or_percent_value(ms) == 0 {
-                        errs.push(FieldError::invalid(&rp.child("maxUnavailable"), to_value(mu), "may not be 0 when `maxSurge` is 0"));
+                        errs.push(FieldError::invalid(
+                            &rp.child("maxUnavailable"),
+                            to_value(mu),
+                            "may not be 0 when `maxSurge` is 0",
+                        ));
                     }
                     errs.extend(not_over_100_percent(mu, &rp.child("maxUnavailable")));
                 }
@@ -134,7 +150,11 @@ impl ApiKind for Deployment {
         if let Some(p) = spec.progress_deadline_seconds {
             errs.extend(nonnegative(i64::from(p), &sp.child("progressDeadlineSeconds")));
             if p <= min_ready {
-                errs.push(FieldError::invalid(&sp.child("progressDeadlineSeconds"), p, "must be greater than minReadySeconds"));
+                errs.push(FieldError::invalid(
+                    &sp.child("progressDeadlineSeconds"),
+                    p,
+                    "must be greater than minReadySeconds",
+                ));
             }
         }
         errs
@@ -220,7 +240,11 @@ impl ApiKind for StatefulSet {
         match st(&spec.pod_management_policy) {
             "" => errs.push(FieldError::required(&sp.child("podManagementPolicy"), "")),
             "OrderedReady" | "Parallel" => {}
-            other => errs.push(FieldError::invalid(&sp.child("podManagementPolicy"), other, "must be 'OrderedReady' or 'Parallel'")),
+            other => errs.push(FieldError::invalid(
+                &sp.child("podManagementPolicy"),
+                other,
+                "must be 'OrderedReady' or 'Parallel'",
+            )),
         }
         let us = spec.update_strategy.clone().unwrap_or_default();
         let up = sp.child("updateStrategy");
@@ -228,7 +252,11 @@ impl ApiKind for StatefulSet {
             "" => errs.push(FieldError::required(&up, "")),
             "OnDelete" => {
                 if let Some(ru) = &us.rolling_update {
-                    errs.push(FieldError::invalid(&up.child("rollingUpdate"), to_value(ru), "only allowed for updateStrategy 'RollingUpdate'"));
+                    errs.push(FieldError::invalid(
+                        &up.child("rollingUpdate"),
+                        to_value(ru),
+                        "only allowed for updateStrategy 'RollingUpdate'",
+                    ));
                 }
             }
             "RollingUpdate" => {
@@ -368,10 +396,13 @@ impl ApiKind for DaemonSet {
                     errs.extend(not_over_100_percent(mu, &rp.child("maxUnavailable")));
                     errs.extend(not_over_100_percent(ms, &rp.child("maxSurge")));
                     match (int_or_percent_value(mu) != 0, int_or_percent_value(ms) != 0) {
-                        (true, true) => {
-                            errs.push(FieldError::invalid(&rp.child("maxSurge"), to_value(ms), "may not be set when maxUnavailable is non-zero"))
-                        }
-                        (false, false) => errs.push(FieldError::required(&rp.child("maxUnavailable"), "cannot be 0 when maxSurge is 0")),
+                        (true, true) => errs.push(FieldError::invalid(
+                            &rp.child("maxSurge"),
+                            to_value(ms),
+                            "may not be set when maxUnavailable is non-zero",
+                        )),
+                        (false, false) => errs
+                            .push(FieldError::required(&rp.child("maxUnavailable"), "cannot be 0 when maxSurge is 0")),
                         _ => {}
                     }
                 }
@@ -437,7 +468,10 @@ mod tests {
         let d: Deployment = prep(base());
         let v = to_value(&d);
         assert_eq!(v["spec"]["replicas"], 1);
-        assert_eq!(v["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}));
+        assert_eq!(
+            v["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
         assert_eq!(v["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(v["spec"]["progressDeadlineSeconds"], 600);
         assert_eq!(v["spec"]["template"]["spec"]["restartPolicy"], "Always");
@@ -454,14 +488,54 @@ mod tests {
             ("replicas", json!({"replicas": -1}), ErrorType::Invalid, "spec.replicas"),
             ("no selector", json!({"selector": {}}), ErrorType::Required, "spec.selector"),
             ("no selector mismatch", json!({"selector": {}}), ErrorType::Invalid, "spec.template.metadata.labels"),
-            ("mismatch", json!({"selector": {"matchLabels": {"app": "y"}}}), ErrorType::Invalid, "spec.template.metadata.labels"),
-            ("bad selector", json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Nope"}]}}), ErrorType::Invalid, "spec.selector"),
-            ("restart", json!({"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "x"}]}}}), ErrorType::NotSupported, "spec.template.spec.restartPolicy"),
-            ("template containers", json!({"template": {"metadata": {"labels": {"app": "x"}}}}), ErrorType::Required, "spec.template.spec.containers"),
-            ("both zero", json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}), ErrorType::Invalid, "spec.strategy.rollingUpdate.maxUnavailable"),
-            ("percent", json!({"strategy": {"rollingUpdate": {"maxSurge": "x%"}}}), ErrorType::Invalid, "spec.strategy.rollingUpdate.maxSurge"),
-            ("over 100", json!({"strategy": {"rollingUpdate": {"maxUnavailable": "110%"}}}), ErrorType::Invalid, "spec.strategy.rollingUpdate.maxUnavailable"),
-            ("recreate with rolling", json!({"strategy": {"type": "Recreate", "rollingUpdate": {}}}), ErrorType::Forbidden, "spec.strategy.rollingUpdate"),
+            (
+                "mismatch",
+                json!({"selector": {"matchLabels": {"app": "y"}}}),
+                ErrorType::Invalid,
+                "spec.template.metadata.labels",
+            ),
+            (
+                "bad selector",
+                json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Nope"}]}}),
+                ErrorType::Invalid,
+                "spec.selector",
+            ),
+            (
+                "restart",
+                json!({"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "x"}]}}}),
+                ErrorType::NotSupported,
+                "spec.template.spec.restartPolicy",
+            ),
+            (
+                "template containers",
+                json!({"template": {"metadata": {"labels": {"app": "x"}}}}),
+                ErrorType::Required,
+                "spec.template.spec.containers",
+            ),
+            (
+                "both zero",
+                json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}),
+                ErrorType::Invalid,
+                "spec.strategy.rollingUpdate.maxUnavailable",
+            ),
+            (
+                "percent",
+                json!({"strategy": {"rollingUpdate": {"maxSurge": "x%"}}}),
+                ErrorType::Invalid,
+                "spec.strategy.rollingUpdate.maxSurge",
+            ),
+            (
+                "over 100",
+                json!({"strategy": {"rollingUpdate": {"maxUnavailable": "110%"}}}),
+                ErrorType::Invalid,
+                "spec.strategy.rollingUpdate.maxUnavailable",
+            ),
+            (
+                "recreate with rolling",
+                json!({"strategy": {"type": "Recreate", "rollingUpdate": {}}}),
+                ErrorType::Forbidden,
+                "spec.strategy.rollingUpdate",
+            ),
             ("strategy type", json!({"strategy": {"type": "Blue"}}), ErrorType::NotSupported, "spec.strategy"),
             ("progress", json!({"minReadySeconds": 700}), ErrorType::Invalid, "spec.progressDeadlineSeconds"),
             ("history", json!({"revisionHistoryLimit": -1}), ErrorType::Invalid, "spec.revisionHistoryLimit"),
@@ -469,7 +543,9 @@ mod tests {
         let d: Deployment = prep(with(&base(), json!({"selector": {"matchLabels": {"app": "y"}}})));
         assert_eq!(
             strings(&d.validate()),
-            vec!["spec.template.metadata.labels: Invalid value: {\"app\":\"x\"}: `selector` does not match template `labels`"]
+            vec![
+                "spec.template.metadata.labels: Invalid value: {\"app\":\"x\"}: `selector` does not match template `labels`"
+            ]
         );
     }
 
@@ -493,7 +569,12 @@ mod tests {
         check::<ReplicaSet>(vec![
             ("min ready", json!({"minReadySeconds": -1}), ErrorType::Invalid, "spec.minReadySeconds"),
             ("no selector", json!({"selector": {}}), ErrorType::Required, "spec.selector"),
-            ("deadline", json!({"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"activeDeadlineSeconds": 3, "containers": [{"name": "c", "image": "x"}]}}}), ErrorType::Forbidden, "spec.template.spec.activeDeadlineSeconds"),
+            (
+                "deadline",
+                json!({"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"activeDeadlineSeconds": 3, "containers": [{"name": "c", "image": "x"}]}}}),
+                ErrorType::Forbidden,
+                "spec.template.spec.activeDeadlineSeconds",
+            ),
         ]);
         let moved: ReplicaSet = prep(with(&base(), json!({"selector": {"matchLabels": {"app": "z"}}})));
         assert!(has(&moved.validate_update(&rs), ErrorType::Invalid, "spec.selector"));
@@ -502,12 +583,16 @@ mod tests {
     #[test]
     fn stateful_sets() {
         let mut b = base();
-        b["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]);
+        b["spec"]["volumeClaimTemplates"] =
+            json!([{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]);
         let s: StatefulSet = prep(b.clone());
         let v = to_value(&s);
         assert_eq!(v["spec"]["podManagementPolicy"], "OrderedReady");
         assert_eq!(v["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
-        assert_eq!(v["spec"]["persistentVolumeClaimRetentionPolicy"], json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+        assert_eq!(
+            v["spec"]["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+        );
         assert_eq!(v["spec"]["replicas"], 1);
         assert_eq!(v["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(v["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"], "Filesystem");
@@ -516,16 +601,51 @@ mod tests {
         check::<StatefulSet>(vec![
             ("policy", json!({"podManagementPolicy": "Random"}), ErrorType::Invalid, "spec.podManagementPolicy"),
             ("strategy", json!({"updateStrategy": {"type": "Blue"}}), ErrorType::Invalid, "spec.updateStrategy"),
-            ("on delete", json!({"updateStrategy": {"type": "OnDelete", "rollingUpdate": {"partition": 1}}}), ErrorType::Invalid, "spec.updateStrategy.rollingUpdate"),
-            ("partition", json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": -1}}}), ErrorType::Invalid, "spec.updateStrategy.rollingUpdate.partition"),
-            ("max unavailable", json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}}}), ErrorType::Invalid, "spec.updateStrategy.rollingUpdate.maxUnavailable"),
-            ("retention", json!({"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Keep"}}), ErrorType::NotSupported, "spec.persistentVolumeClaimRetentionPolicy.whenDeleted"),
+            (
+                "on delete",
+                json!({"updateStrategy": {"type": "OnDelete", "rollingUpdate": {"partition": 1}}}),
+                ErrorType::Invalid,
+                "spec.updateStrategy.rollingUpdate",
+            ),
+            (
+                "partition",
+                json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": -1}}}),
+                ErrorType::Invalid,
+                "spec.updateStrategy.rollingUpdate.partition",
+            ),
+            (
+                "max unavailable",
+                json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}}}),
+                ErrorType::Invalid,
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+            ),
+            (
+                "retention",
+                json!({"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Keep"}}),
+                ErrorType::NotSupported,
+                "spec.persistentVolumeClaimRetentionPolicy.whenDeleted",
+            ),
             ("ordinals", json!({"ordinals": {"start": -1}}), ErrorType::Invalid, "spec.ordinals.start"),
             ("selector", json!({"selector": {}}), ErrorType::Required, "spec.selector"),
-            ("mismatch", json!({"selector": {"matchLabels": {"app": "y"}}}), ErrorType::Invalid, "spec.template.metadata.labels"),
-            ("restart", json!({"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}), ErrorType::NotSupported, "spec.template.spec.restartPolicy"),
+            (
+                "mismatch",
+                json!({"selector": {"matchLabels": {"app": "y"}}}),
+                ErrorType::Invalid,
+                "spec.template.metadata.labels",
+            ),
+            (
+                "restart",
+                json!({"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}),
+                ErrorType::NotSupported,
+                "spec.template.spec.restartPolicy",
+            ),
         ]);
-        let ok = [json!({"replicas": 3}), json!({"minReadySeconds": 5}), json!({"updateStrategy": {"type": "OnDelete"}}), json!({"template": template(json!({"app": "x", "v": "2"}))})];
+        let ok = [
+            json!({"replicas": 3}),
+            json!({"minReadySeconds": 5}),
+            json!({"updateStrategy": {"type": "OnDelete"}}),
+            json!({"template": template(json!({"app": "x", "v": "2"}))}),
+        ];
         for patch in ok {
             let n: StatefulSet = prep(with(&b, patch.clone()));
             assert!(n.validate_update(&s).is_empty(), "{patch}");
@@ -533,7 +653,9 @@ mod tests {
         let n: StatefulSet = prep(with(&b, json!({"serviceName": "other"})));
         assert_eq!(
             strings(&n.validate_update(&s)),
-            vec!["spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"]
+            vec![
+                "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
+            ]
         );
     }
 
@@ -541,16 +663,39 @@ mod tests {
     fn daemon_sets() {
         let d: DaemonSet = prep(base());
         let v = to_value(&d);
-        assert_eq!(v["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+        assert_eq!(
+            v["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
         assert_eq!(v["spec"]["revisionHistoryLimit"], 10);
         assert!(d.validate().is_empty(), "{:?}", d.validate());
         check::<DaemonSet>(vec![
-            ("mismatch", json!({"selector": {"matchLabels": {"app": "y"}}}), ErrorType::Invalid, "spec.template.metadata.labels"),
+            (
+                "mismatch",
+                json!({"selector": {"matchLabels": {"app": "y"}}}),
+                ErrorType::Invalid,
+                "spec.template.metadata.labels",
+            ),
             ("no selector", json!({"selector": {}}), ErrorType::Invalid, "spec.template.metadata.labels"),
-            ("both", json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}}), ErrorType::Invalid, "spec.updateStrategy.rollingUpdate.maxSurge"),
-            ("neither", json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}}), ErrorType::Required, "spec.updateStrategy.rollingUpdate.maxUnavailable"),
+            (
+                "both",
+                json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}}),
+                ErrorType::Invalid,
+                "spec.updateStrategy.rollingUpdate.maxSurge",
+            ),
+            (
+                "neither",
+                json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}}),
+                ErrorType::Required,
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+            ),
             ("type", json!({"updateStrategy": {"type": "Blue"}}), ErrorType::NotSupported, "spec.updateStrategy"),
-            ("restart", json!({"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}), ErrorType::NotSupported, "spec.template.spec.restartPolicy"),
+            (
+                "restart",
+                json!({"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}),
+                ErrorType::NotSupported,
+                "spec.template.spec.restartPolicy",
+            ),
         ]);
         let moved: DaemonSet = prep(with(&base(), json!({"selector": {"matchLabels": {"app": "z"}}})));
         assert!(has(&moved.validate_update(&d), ErrorType::Invalid, "spec.selector"));

@@ -8,15 +8,16 @@
 
 use super::ApiKind;
 use super::pod::{
-    config_map_key, default_pod, default_pod_template, immutable, invalid_each, label_value, nonnegative, parse_cidr, parse_ip,
-    port_num, qualified_name, selector_matches_map, set_if_empty, st, template_labels, to_value, validate_cidr, validate_dns_label, validate_dns_subdomain, validate_ip,
-    validate_labels, validate_node_taint_effect, validate_pod_spec, validate_pod_spec_update, validate_pod_template_spec,
-    validate_port_num_or_name, validate_qualified_name, validate_quantity_value, validate_template_for_controller, SpecOf,
+    SpecOf, config_map_key, default_pod, default_pod_template, immutable, invalid_each, label_value, nonnegative,
+    parse_cidr, parse_ip, port_num, qualified_name, selector_matches_map, set_if_empty, st, template_labels, to_value,
+    validate_cidr, validate_dns_label, validate_dns_subdomain, validate_ip, validate_labels,
+    validate_node_taint_effect, validate_pod_spec, validate_pod_spec_update, validate_pod_template_spec,
+    validate_port_num_or_name, validate_qualified_name, validate_quantity_value, validate_template_for_controller,
 };
 use crate::validation::{FieldError, FieldErrors, FieldPath};
 use k8s_openapi::api::core::v1::{
-    ClientIPConfig, ConfigMap, Event, Namespace, Node, Pod, PodSpec, PodTemplate, ReplicationController, Secret, Service,
-    ServiceAccount, ServiceSpec, SessionAffinityConfig,
+    ClientIPConfig, ConfigMap, Event, Namespace, Node, Pod, PodSpec, PodTemplate, ReplicationController, Secret,
+    Service, ServiceAccount, ServiceSpec, SessionAffinityConfig,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeSet;
@@ -41,7 +42,10 @@ const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeleti
 impl ApiKind for Namespace {
     fn set_defaults(&mut self) {
         if let Some(name) = self.metadata.name.clone().filter(|n| !n.is_empty()) {
-            self.metadata.labels.get_or_insert_with(Default::default).insert("kubernetes.io/metadata.name".to_string(), name);
+            self.metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert("kubernetes.io/metadata.name".to_string(), name);
         }
         let fresh = self.status.as_ref().is_none_or(|s| st(&s.phase).is_empty());
         let spec = self.spec.get_or_insert_with(Default::default);
@@ -57,7 +61,11 @@ impl ApiKind for Namespace {
         for f in self.spec.as_ref().and_then(|s| s.finalizers.as_ref()).into_iter().flatten() {
             errs.extend(validate_qualified_name(f, &path));
             if !f.contains('/') && !STANDARD_FINALIZERS.contains(&f.as_str()) {
-                errs.push(FieldError::invalid(&path, f.as_str(), "name is neither a standard finalizer name nor is it fully qualified"));
+                errs.push(FieldError::invalid(
+                    &path,
+                    f.as_str(),
+                    "name is neither a standard finalizer name nor is it fully qualified",
+                ));
             }
         }
         errs
@@ -207,7 +215,9 @@ fn service_type(spec: &ServiceSpec) -> &str {
 
 fn externally_accessible(spec: &ServiceSpec) -> bool {
     let t = service_type(spec);
-    t == "LoadBalancer" || t == "NodePort" || (t == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()))
+    t == "LoadBalancer"
+        || t == "NodePort"
+        || (t == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()))
 }
 
 fn is_headless(spec: &ServiceSpec) -> bool {
@@ -240,7 +250,11 @@ fn validate_non_special_ip(v: &str, path: &FieldPath) -> FieldErrors {
         errs.push(FieldError::invalid(path, v, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"));
     }
     if link_local_mc {
-        errs.push(FieldError::invalid(path, v, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"));
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+        ));
     }
     errs
 }
@@ -266,8 +280,9 @@ impl ApiKind for Service {
                     .and_then(|c| c.client_ip.as_ref())
                     .is_some_and(|c| c.timeout_seconds.is_some());
                 if !has_timeout {
-                    spec.session_affinity_config =
-                        Some(SessionAffinityConfig { client_ip: Some(ClientIPConfig { timeout_seconds: Some(10800) }) });
+                    spec.session_affinity_config = Some(SessionAffinityConfig {
+                        client_ip: Some(ClientIPConfig { timeout_seconds: Some(10800) }),
+                    });
                 }
             }
             _ => {}
@@ -294,7 +309,8 @@ impl ApiKind for Service {
         }
         if t == "LoadBalancer" {
             spec.allocate_load_balancer_node_ports.get_or_insert(true);
-            let ingress = self.status.as_mut().and_then(|s| s.load_balancer.as_mut()).and_then(|lb| lb.ingress.as_mut());
+            let ingress =
+                self.status.as_mut().and_then(|s| s.load_balancer.as_mut()).and_then(|lb| lb.ingress.as_mut());
             for ing in ingress.into_iter().flatten() {
                 if !st(&ing.ip).is_empty() && ing.ip_mode.is_none() {
                     ing.ip_mode = Some("VIP".to_string());
@@ -339,13 +355,22 @@ impl ApiKind for Service {
             )),
             "ExternalName" => {
                 if !cluster_ips.is_empty() {
-                    errs.push(FieldError::forbidden(&sp.child("clusterIPs"), "may not be set for ExternalName services"));
+                    errs.push(FieldError::forbidden(
+                        &sp.child("clusterIPs"),
+                        "may not be set for ExternalName services",
+                    ));
                 }
                 if spec.ip_families.as_ref().is_some_and(|f| !f.is_empty()) {
-                    errs.push(FieldError::forbidden(&sp.child("ipFamilies"), "may not be set for ExternalName services"));
+                    errs.push(FieldError::forbidden(
+                        &sp.child("ipFamilies"),
+                        "may not be set for ExternalName services",
+                    ));
                 }
                 if spec.ip_family_policy.is_some() {
-                    errs.push(FieldError::forbidden(&sp.child("ipFamilyPolicy"), "may not be set for ExternalName services"));
+                    errs.push(FieldError::forbidden(
+                        &sp.child("ipFamilyPolicy"),
+                        "may not be set for ExternalName services",
+                    ));
                 }
                 let name = st(&spec.external_name);
                 let cname = name.strip_suffix('.').unwrap_or(name);
@@ -390,7 +415,10 @@ impl ApiKind for Service {
                 match spec.session_affinity_config.as_ref() {
                     None => errs.push(FieldError::required(&cp, "when session affinity type is ClientIP")),
                     Some(c) => match c.client_ip.as_ref() {
-                        None => errs.push(FieldError::required(&cp.child("clientIP"), "when session affinity type is ClientIP")),
+                        None => errs.push(FieldError::required(
+                            &cp.child("clientIP"),
+                            "when session affinity type is ClientIP",
+                        )),
                         Some(ip) => match ip.timeout_seconds {
                             None => errs.push(FieldError::required(
                                 &cp.child("clientIP").child("timeoutSeconds"),
@@ -408,7 +436,10 @@ impl ApiKind for Service {
             }
             "None" => {
                 if spec.session_affinity_config.is_some() {
-                    errs.push(FieldError::forbidden(&sp.child("sessionAffinityConfig"), "must not be set when session affinity is None"));
+                    errs.push(FieldError::forbidden(
+                        &sp.child("sessionAffinityConfig"),
+                        "must not be set when session affinity is None",
+                    ));
                 }
             }
             other => errs.push(FieldError::not_supported(&sp.child("sessionAffinity"), other, &["ClientIP", "None"])),
@@ -432,7 +463,10 @@ impl ApiKind for Service {
         if ty == "ClusterIP" {
             for (i, p) in ports.iter().enumerate() {
                 if p.node_port.unwrap_or(0) != 0 {
-                    errs.push(FieldError::forbidden(&pp.index(i).child("nodePort"), "may not be used when `type` is 'ClusterIP'"));
+                    errs.push(FieldError::forbidden(
+                        &pp.index(i).child("nodePort"),
+                        "may not be used when `type` is 'ClusterIP'",
+                    ));
                 }
             }
         }
@@ -446,7 +480,10 @@ impl ApiKind for Service {
         let mut seen = BTreeSet::new();
         for (i, p) in ports.iter().enumerate() {
             if !seen.insert((st(&p.protocol), p.port)) {
-                errs.push(FieldError::duplicate(&pp.index(i), serde_json::json!({"port": p.port, "protocol": st(&p.protocol)})));
+                errs.push(FieldError::duplicate(
+                    &pp.index(i),
+                    serde_json::json!({"port": p.port, "protocol": st(&p.protocol)}),
+                ));
             }
         }
         let ranges = spec.load_balancer_source_ranges.as_deref().unwrap_or_default();
@@ -460,7 +497,9 @@ impl ApiKind for Service {
                 errs.extend(validate_cidr(r.trim(), &rp.index(i)));
             }
         } else if let Some(val) = ann("service.beta.kubernetes.io/load-balancer-source-ranges") {
-            let ap = FieldPath::root("metadata").child("annotations").key("service.beta.kubernetes.io/load-balancer-source-ranges");
+            let ap = FieldPath::root("metadata")
+                .child("annotations")
+                .key("service.beta.kubernetes.io/load-balancer-source-ranges");
             if ty != "LoadBalancer" {
                 errs.push(FieldError::forbidden(&ap, LB_ONLY));
             }
@@ -488,7 +527,11 @@ impl ApiKind for Service {
         let etp = st(&spec.external_traffic_policy);
         if !externally_accessible(spec) {
             if !etp.is_empty() {
-                errs.push(FieldError::invalid(&sp.child("externalTrafficPolicy"), etp, "may only be set for externally-accessible services"));
+                errs.push(FieldError::invalid(
+                    &sp.child("externalTrafficPolicy"),
+                    etp,
+                    "may only be set for externally-accessible services",
+                ));
             }
         } else if etp.is_empty() {
             errs.push(FieldError::required(&sp.child("externalTrafficPolicy"), ""));
@@ -536,8 +579,15 @@ impl ApiKind for Service {
         if !external_name && is_headless(new) == is_headless(old) && !is_headless(new) {
             errs.extend(ip_family_changes(new, old));
         }
-        if service_type(new) == "LoadBalancer" && service_type(old) == "LoadBalancer" && new.load_balancer_class != old.load_balancer_class {
-            errs.push(FieldError::invalid(&sp.child("loadBalancerClass"), to_value(&new.load_balancer_class), "may not change once set"));
+        if service_type(new) == "LoadBalancer"
+            && service_type(old) == "LoadBalancer"
+            && new.load_balancer_class != old.load_balancer_class
+        {
+            errs.push(FieldError::invalid(
+                &sp.child("loadBalancerClass"),
+                to_value(&new.load_balancer_class),
+                "may not change once set",
+            ));
         }
         let needs = |s: &ServiceSpec| service_type(s) == "LoadBalancer" && st(&s.external_traffic_policy) == "Local";
         if needs(old) && needs(new) && new.health_check_node_port != old.health_check_node_port {
@@ -612,10 +662,18 @@ fn validate_cluster_ips(spec: &ServiceSpec) -> FieldErrors {
         for (i, (ip, fam)) in ips.iter().zip(families).enumerate() {
             let is_v6 = parse_ip(ip).is_some_and(|x| x.is_ipv6());
             if fam == "IPv4" && is_v6 {
-                errs.push(FieldError::invalid(&cp.index(i), ip.as_str(), &format!("expected an IPv4 value as indicated by `ipFamilies[{i}]`")));
+                errs.push(FieldError::invalid(
+                    &cp.index(i),
+                    ip.as_str(),
+                    &format!("expected an IPv4 value as indicated by `ipFamilies[{i}]`"),
+                ));
             }
             if fam == "IPv6" && !is_v6 {
-                errs.push(FieldError::invalid(&cp.index(i), ip.as_str(), &format!("expected an IPv6 value as indicated by `ipFamilies[{i}]`")));
+                errs.push(FieldError::invalid(
+                    &cp.index(i),
+                    ip.as_str(),
+                    &format!("expected an IPv6 value as indicated by `ipFamilies[{i}]`"),
+                ));
             }
         }
     }
@@ -714,12 +772,20 @@ impl ApiKind for Pod {
         let annotations = self.metadata.annotations.as_ref();
         if let Some(v) = annotations.and_then(|a| a.get(MIRROR_POD_ANNOTATION)) {
             if st(&spec.node_name).is_empty() {
-                errs.push(FieldError::invalid(&ap.key(MIRROR_POD_ANNOTATION), v.as_str(), "must set spec.nodeName if mirror pod annotation is set"));
+                errs.push(FieldError::invalid(
+                    &ap.key(MIRROR_POD_ANNOTATION),
+                    v.as_str(),
+                    "must set spec.nodeName if mirror pod annotation is set",
+                ));
             }
         }
         if let Some(v) = annotations.and_then(|a| a.get(DELETION_COST_ANNOTATION)) {
             if v.parse::<i32>().is_err() {
-                errs.push(FieldError::invalid(&ap.key(DELETION_COST_ANNOTATION), v.as_str(), "must be a 32bit integer"));
+                errs.push(FieldError::invalid(
+                    &ap.key(DELETION_COST_ANNOTATION),
+                    v.as_str(),
+                    "must be a 32bit integer",
+                ));
             }
         }
         errs.extend(validate_pod_spec(spec, &FieldPath::root("spec"), SpecOf::Pod));
@@ -732,14 +798,20 @@ impl ApiKind for Pod {
         let new_m = self.metadata.annotations.as_ref().and_then(|a| a.get(MIRROR_POD_ANNOTATION));
         let old_m = old.metadata.annotations.as_ref().and_then(|a| a.get(MIRROR_POD_ANNOTATION));
         match (old_m, new_m) {
-            (Some(o), n) if n != Some(o) => {
-                errs.push(FieldError::forbidden(&ap.key(MIRROR_POD_ANNOTATION), "may not remove or update mirror pod annotation"))
+            (Some(o), n) if n != Some(o) => errs.push(FieldError::forbidden(
+                &ap.key(MIRROR_POD_ANNOTATION),
+                "may not remove or update mirror pod annotation",
+            )),
+            (None, Some(_)) => {
+                errs.push(FieldError::forbidden(&ap.key(MIRROR_POD_ANNOTATION), "may not add mirror pod annotation"))
             }
-            (None, Some(_)) => errs.push(FieldError::forbidden(&ap.key(MIRROR_POD_ANNOTATION), "may not add mirror pod annotation")),
             _ => {}
         }
         let empty = PodSpec::default();
-        errs.extend(validate_pod_spec_update(self.spec.as_ref().unwrap_or(&empty), old.spec.as_ref().unwrap_or(&empty)));
+        errs.extend(validate_pod_spec_update(
+            self.spec.as_ref().unwrap_or(&empty),
+            old.spec.as_ref().unwrap_or(&empty),
+        ));
         errs
     }
 }
@@ -791,7 +863,12 @@ impl ApiKind for ReplicationController {
             None => errs.push(FieldError::required(&sp.child("template"), "")),
             Some(t) => {
                 let matches = selector.map(|s| selector_matches_map(s, template_labels(t)));
-                errs.extend(validate_template_for_controller(t, matches, "ReplicationController", &sp.child("template")));
+                errs.extend(validate_template_for_controller(
+                    t,
+                    matches,
+                    "ReplicationController",
+                    &sp.child("template"),
+                ));
             }
         }
         errs
@@ -837,7 +914,11 @@ impl ApiKind for Node {
             let fams: Vec<Option<bool>> = cidrs.iter().map(|c| parse_cidr(c)).collect();
             let dual = fams.len() == 2 && fams.iter().all(Option::is_some) && fams[0] != fams[1];
             if !dual {
-                errs.push(FieldError::invalid(&cp, to_value(&cidrs), "may specify no more than one CIDR for each IP family"));
+                errs.push(FieldError::invalid(
+                    &cp,
+                    to_value(&cidrs),
+                    "may specify no more than one CIDR for each IP family",
+                ));
             }
             let mut seen = BTreeSet::new();
             for (i, c) in cidrs.iter().enumerate() {
@@ -1035,7 +1116,10 @@ mod tests {
         assert!(strings(&cm.validate())[0].starts_with("data[a b]: Invalid value: \"a b\": a valid config key must consist of alphanumeric characters, '-', '_' or '.'"));
         let old: ConfigMap = prep(json!({"data": {"k": "x"}, "immutable": true}));
         let new: ConfigMap = prep(json!({"data": {"k": "y"}, "immutable": true}));
-        assert_eq!(strings(&new.validate_update(&old)), vec!["data: Forbidden: field is immutable when `immutable` is set"]);
+        assert_eq!(
+            strings(&new.validate_update(&old)),
+            vec!["data: Forbidden: field is immutable when `immutable` is set"]
+        );
         let new: ConfigMap = prep(json!({"data": {"k": "x"}}));
         assert!(has(&new.validate_update(&old), ErrorType::Forbidden, "immutable"));
         let mutable: ConfigMap = prep(json!({"data": {"k": "x"}}));
@@ -1051,23 +1135,55 @@ mod tests {
         assert!(v.get("stringData").is_none());
         check::<Secret>(vec![
             ("bad key", json!({"data": {"a/b": ""}}), ErrorType::Invalid, "data[a/b]"),
-            ("tls cert", json!({"type": "kubernetes.io/tls", "data": {"tls.key": ""}}), ErrorType::Required, "data[tls.crt]"),
-            ("tls key", json!({"type": "kubernetes.io/tls", "data": {"tls.crt": ""}}), ErrorType::Required, "data[tls.key]"),
-            ("docker json", json!({"type": "kubernetes.io/dockerconfigjson"}), ErrorType::Required, "data[.dockerconfigjson]"),
-            ("docker json bad", json!({"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "bm9w"}}), ErrorType::Invalid, "data[.dockerconfigjson]"),
-            ("sa token", json!({"type": "kubernetes.io/service-account-token"}), ErrorType::Required, "metadata.annotations[kubernetes.io/service-account.name]"),
+            (
+                "tls cert",
+                json!({"type": "kubernetes.io/tls", "data": {"tls.key": ""}}),
+                ErrorType::Required,
+                "data[tls.crt]",
+            ),
+            (
+                "tls key",
+                json!({"type": "kubernetes.io/tls", "data": {"tls.crt": ""}}),
+                ErrorType::Required,
+                "data[tls.key]",
+            ),
+            (
+                "docker json",
+                json!({"type": "kubernetes.io/dockerconfigjson"}),
+                ErrorType::Required,
+                "data[.dockerconfigjson]",
+            ),
+            (
+                "docker json bad",
+                json!({"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "bm9w"}}),
+                ErrorType::Invalid,
+                "data[.dockerconfigjson]",
+            ),
+            (
+                "sa token",
+                json!({"type": "kubernetes.io/service-account-token"}),
+                ErrorType::Required,
+                "metadata.annotations[kubernetes.io/service-account.name]",
+            ),
             ("basic auth", json!({"type": "kubernetes.io/basic-auth"}), ErrorType::Required, "data[username]"),
             ("ssh", json!({"type": "kubernetes.io/ssh-auth"}), ErrorType::Required, "data[ssh-privatekey]"),
         ]);
-        let ok: Secret = prep(json!({"type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": "{\"auths\":{}}"}}));
+        let ok: Secret = prep(
+            json!({"type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": "{\"auths\":{}}"}}),
+        );
         assert!(ok.validate().is_empty());
         let old: Secret = prep(json!({"type": "Opaque", "data": {"a": "eA=="}, "immutable": true}));
-        let new: Secret = prep(json!({"type": "kubernetes.io/tls", "data": {"a": "eQ==", "tls.crt": "", "tls.key": ""}, "immutable": true}));
+        let new: Secret = prep(
+            json!({"type": "kubernetes.io/tls", "data": {"a": "eQ==", "tls.crt": "", "tls.key": ""}, "immutable": true}),
+        );
         let errs = new.validate_update(&old);
-        assert_eq!(strings(&errs), vec![
-            "type: Invalid value: \"kubernetes.io/tls\": field is immutable".to_string(),
-            "data: Forbidden: field is immutable when `immutable` is set".to_string(),
-        ]);
+        assert_eq!(
+            strings(&errs),
+            vec![
+                "type: Invalid value: \"kubernetes.io/tls\": field is immutable".to_string(),
+                "data: Forbidden: field is immutable when `immutable` is set".to_string(),
+            ]
+        );
     }
 
     #[test]
@@ -1081,7 +1197,9 @@ mod tests {
         assert_eq!(v["spec"]["clusterIPs"], json!(["10.0.0.1"]));
         assert!(v["spec"].get("externalTrafficPolicy").is_none());
         assert!(s.validate().is_empty(), "{:?}", s.validate());
-        let lb: Service = prep(json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": "http"}], "sessionAffinity": "ClientIP"}}));
+        let lb: Service = prep(
+            json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": "http"}], "sessionAffinity": "ClientIP"}}),
+        );
         let v = to_value(&lb);
         assert_eq!(v["spec"]["externalTrafficPolicy"], "Cluster");
         assert_eq!(v["spec"]["allocateLoadBalancerNodePorts"], true);
@@ -1095,21 +1213,86 @@ mod tests {
         check::<Service>(vec![
             ("no ports", json!({"spec": {}}), ErrorType::Required, "spec.ports"),
             ("port range", json!({"spec": {"ports": [{"port": 0}]}}), ErrorType::Invalid, "spec.ports[0].port"),
-            ("names needed", json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}), ErrorType::Required, "spec.ports[0].name"),
-            ("dup names", json!({"spec": {"ports": [{"name": "a", "port": 80}, {"name": "a", "port": 81}]}}), ErrorType::Duplicate, "spec.ports[1].name"),
-            ("dup ports", json!({"spec": {"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}}), ErrorType::Duplicate, "spec.ports[1]"),
+            (
+                "names needed",
+                json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}),
+                ErrorType::Required,
+                "spec.ports[0].name",
+            ),
+            (
+                "dup names",
+                json!({"spec": {"ports": [{"name": "a", "port": 80}, {"name": "a", "port": 81}]}}),
+                ErrorType::Duplicate,
+                "spec.ports[1].name",
+            ),
+            (
+                "dup ports",
+                json!({"spec": {"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}}),
+                ErrorType::Duplicate,
+                "spec.ports[1]",
+            ),
             ("type", json!({"spec": {"type": "Magic", "ports": [{"port": 80}]}}), ErrorType::NotSupported, "spec.type"),
             ("external name", json!({"spec": {"type": "ExternalName"}}), ErrorType::Required, "spec.externalName"),
-            ("external name format", json!({"spec": {"type": "ExternalName", "externalName": "Bad_Name"}}), ErrorType::Invalid, "spec.externalName"),
-            ("node port on cluster ip", json!({"spec": {"ports": [{"port": 80, "nodePort": 30000}]}}), ErrorType::Forbidden, "spec.ports[0].nodePort"),
-            ("affinity", json!({"spec": {"ports": [{"port": 80}], "sessionAffinity": "Sticky"}}), ErrorType::NotSupported, "spec.sessionAffinity"),
-            ("cluster ips mismatch", json!({"spec": {"ports": [{"port": 80}], "clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.2"]}}), ErrorType::Invalid, "spec.clusterIPs"),
-            ("bad ip", json!({"spec": {"ports": [{"port": 80}], "clusterIP": "x", "clusterIPs": ["x"]}}), ErrorType::Invalid, "spec.clusterIPs[0]"),
-            ("external ip", json!({"spec": {"ports": [{"port": 80}], "externalIPs": ["127.0.0.1"]}}), ErrorType::Invalid, "spec.externalIPs[0]"),
-            ("headless lb", json!({"spec": {"type": "LoadBalancer", "clusterIP": "None", "ports": [{"port": 80}]}}), ErrorType::Invalid, "spec.clusterIPs[0]"),
-            ("source ranges", json!({"spec": {"ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/8"]}}), ErrorType::Forbidden, "spec.LoadBalancerSourceRanges"),
-            ("etp", json!({"spec": {"ports": [{"port": 80}], "externalTrafficPolicy": "Local"}}), ErrorType::Invalid, "spec.externalTrafficPolicy"),
-            ("target port", json!({"spec": {"ports": [{"port": 80, "targetPort": "Not-A-Name"}]}}), ErrorType::Invalid, "spec.ports[0].targetPort"),
+            (
+                "external name format",
+                json!({"spec": {"type": "ExternalName", "externalName": "Bad_Name"}}),
+                ErrorType::Invalid,
+                "spec.externalName",
+            ),
+            (
+                "node port on cluster ip",
+                json!({"spec": {"ports": [{"port": 80, "nodePort": 30000}]}}),
+                ErrorType::Forbidden,
+                "spec.ports[0].nodePort",
+            ),
+            (
+                "affinity",
+                json!({"spec": {"ports": [{"port": 80}], "sessionAffinity": "Sticky"}}),
+                ErrorType::NotSupported,
+                "spec.sessionAffinity",
+            ),
+            (
+                "cluster ips mismatch",
+                json!({"spec": {"ports": [{"port": 80}], "clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.2"]}}),
+                ErrorType::Invalid,
+                "spec.clusterIPs",
+            ),
+            (
+                "bad ip",
+                json!({"spec": {"ports": [{"port": 80}], "clusterIP": "x", "clusterIPs": ["x"]}}),
+                ErrorType::Invalid,
+                "spec.clusterIPs[0]",
+            ),
+            (
+                "external ip",
+                json!({"spec": {"ports": [{"port": 80}], "externalIPs": ["127.0.0.1"]}}),
+                ErrorType::Invalid,
+                "spec.externalIPs[0]",
+            ),
+            (
+                "headless lb",
+                json!({"spec": {"type": "LoadBalancer", "clusterIP": "None", "ports": [{"port": 80}]}}),
+                ErrorType::Invalid,
+                "spec.clusterIPs[0]",
+            ),
+            (
+                "source ranges",
+                json!({"spec": {"ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/8"]}}),
+                ErrorType::Forbidden,
+                "spec.LoadBalancerSourceRanges",
+            ),
+            (
+                "etp",
+                json!({"spec": {"ports": [{"port": 80}], "externalTrafficPolicy": "Local"}}),
+                ErrorType::Invalid,
+                "spec.externalTrafficPolicy",
+            ),
+            (
+                "target port",
+                json!({"spec": {"ports": [{"port": 80, "targetPort": "Not-A-Name"}]}}),
+                ErrorType::Invalid,
+                "spec.ports[0].targetPort",
+            ),
         ]);
         let headless: Service = prep(json!({"spec": {"clusterIP": "None"}}));
         assert!(headless.validate().is_empty(), "{:?}", headless.validate());
@@ -1123,7 +1306,10 @@ mod tests {
         let same: Service = prep(json!({"spec": {"ports": [{"port": 81}], "clusterIP": "10.0.0.1"}}));
         assert!(same.validate_update(&old).is_empty());
         let moved: Service = prep(json!({"spec": {"ports": [{"port": 80}], "clusterIP": "10.0.0.2"}}));
-        assert_eq!(strings(&moved.validate_update(&old)), vec!["spec.clusterIPs[0]: Invalid value: [\"10.0.0.2\"]: may not change once set"]);
+        assert_eq!(
+            strings(&moved.validate_update(&old)),
+            vec!["spec.clusterIPs[0]: Invalid value: [\"10.0.0.2\"]: may not change once set"]
+        );
         let cleared: Service = prep(json!({"spec": {"ports": [{"port": 80}]}}));
         assert!(has(&cleared.validate_update(&old), ErrorType::Invalid, "spec.clusterIPs[0]"));
         let to_ext: Service = prep(json!({"spec": {"type": "ExternalName", "externalName": "x.example.com"}}));
@@ -1132,23 +1318,39 @@ mod tests {
 
     #[test]
     fn pods_and_templates() {
-        let mirror: Pod = prep(json!({"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}));
+        let mirror: Pod = prep(
+            json!({"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+        );
         assert!(has(&mirror.validate(), ErrorType::Invalid, "metadata.annotations[kubernetes.io/config.mirror]"));
         let empty: Pod = prep(json!({}));
         assert_eq!(strings(&empty.validate()), vec!["spec.containers: Required value"]);
-        let tpl: PodTemplate = prep(json!({"template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}));
+        let tpl: PodTemplate = prep(
+            json!({"template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}),
+        );
         assert_eq!(to_value(&tpl)["template"]["spec"]["dnsPolicy"], "ClusterFirst");
         assert!(tpl.validate().is_empty());
         check::<PodTemplate>(vec![
             ("no containers", json!({}), ErrorType::Required, "template.spec.containers"),
-            ("labels", json!({"template": {"metadata": {"labels": {"a": "-"}}}}), ErrorType::Invalid, "template.labels"),
-            ("ephemeral", json!({"template": {"spec": {"containers": [{"name": "c", "image": "x"}], "ephemeralContainers": [{"name": "e", "image": "x"}]}}}), ErrorType::Forbidden, "template.spec.ephemeralContainers"),
+            (
+                "labels",
+                json!({"template": {"metadata": {"labels": {"a": "-"}}}}),
+                ErrorType::Invalid,
+                "template.labels",
+            ),
+            (
+                "ephemeral",
+                json!({"template": {"spec": {"containers": [{"name": "c", "image": "x"}], "ephemeralContainers": [{"name": "e", "image": "x"}]}}}),
+                ErrorType::Forbidden,
+                "template.spec.ephemeralContainers",
+            ),
         ]);
     }
 
     #[test]
     fn replication_controllers() {
-        let rc: ReplicationController = prep(json!({"spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}));
+        let rc: ReplicationController = prep(
+            json!({"spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+        );
         let v = to_value(&rc);
         assert_eq!(v["spec"]["selector"], json!({"app": "x"}));
         assert_eq!(v["metadata"]["labels"], json!({"app": "x"}));
@@ -1156,11 +1358,36 @@ mod tests {
         assert!(rc.validate().is_empty(), "{:?}", rc.validate());
         check::<ReplicationController>(vec![
             ("no template", json!({"spec": {"selector": {"a": "b"}}}), ErrorType::Required, "spec.template"),
-            ("no selector", json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}), ErrorType::Required, "spec.selector"),
-            ("mismatch", json!({"spec": {"selector": {"a": "b"}, "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}), ErrorType::Invalid, "spec.template.metadata.labels"),
-            ("replicas", json!({"spec": {"replicas": -1, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}), ErrorType::Invalid, "spec.replicas"),
-            ("restart", json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}), ErrorType::NotSupported, "spec.template.spec.restartPolicy"),
-            ("deadline", json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {"activeDeadlineSeconds": 5, "containers": [{"name": "c", "image": "x"}]}}}}), ErrorType::Forbidden, "spec.template.spec.activeDeadlineSeconds"),
+            (
+                "no selector",
+                json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+                ErrorType::Required,
+                "spec.selector",
+            ),
+            (
+                "mismatch",
+                json!({"spec": {"selector": {"a": "b"}, "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+                ErrorType::Invalid,
+                "spec.template.metadata.labels",
+            ),
+            (
+                "replicas",
+                json!({"spec": {"replicas": -1, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+                ErrorType::Invalid,
+                "spec.replicas",
+            ),
+            (
+                "restart",
+                json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}),
+                ErrorType::NotSupported,
+                "spec.template.spec.restartPolicy",
+            ),
+            (
+                "deadline",
+                json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {"activeDeadlineSeconds": 5, "containers": [{"name": "c", "image": "x"}]}}}}),
+                ErrorType::Forbidden,
+                "spec.template.spec.activeDeadlineSeconds",
+            ),
         ]);
     }
 
@@ -1172,11 +1399,31 @@ mod tests {
         assert_eq!(v["status"]["allocatable"], json!({"cpu": "4"}));
         assert!(n.validate().is_empty());
         check::<Node>(vec![
-            ("taint effect", json!({"spec": {"taints": [{"key": "k", "effect": "Sometimes"}]}}), ErrorType::NotSupported, "metadata.taints[0].effect"),
-            ("taint required", json!({"spec": {"taints": [{"key": "k", "effect": ""}]}}), ErrorType::Required, "metadata.taints[0].effect"),
-            ("taint dup", json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}, {"key": "k", "value": "v", "effect": "NoSchedule"}]}}), ErrorType::Duplicate, "metadata.taints[1]"),
+            (
+                "taint effect",
+                json!({"spec": {"taints": [{"key": "k", "effect": "Sometimes"}]}}),
+                ErrorType::NotSupported,
+                "metadata.taints[0].effect",
+            ),
+            (
+                "taint required",
+                json!({"spec": {"taints": [{"key": "k", "effect": ""}]}}),
+                ErrorType::Required,
+                "metadata.taints[0].effect",
+            ),
+            (
+                "taint dup",
+                json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}, {"key": "k", "value": "v", "effect": "NoSchedule"}]}}),
+                ErrorType::Duplicate,
+                "metadata.taints[1]",
+            ),
             ("cidr", json!({"spec": {"podCIDR": "10.0.0.0"}}), ErrorType::Invalid, "spec.podCIDRs[0]"),
-            ("two v4", json!({"spec": {"podCIDRs": ["10.0.0.0/24", "10.1.0.0/24"]}}), ErrorType::Invalid, "spec.podCIDRs"),
+            (
+                "two v4",
+                json!({"spec": {"podCIDRs": ["10.0.0.0/24", "10.1.0.0/24"]}}),
+                ErrorType::Invalid,
+                "spec.podCIDRs",
+            ),
             ("capacity", json!({"status": {"capacity": {"cpu": "-1"}}}), ErrorType::Invalid, "status.capacity.cpu"),
         ]);
         let old: Node = prep(json!({"spec": {"podCIDR": "10.0.0.0/24", "providerID": "a"}}));
@@ -1190,13 +1437,21 @@ mod tests {
 
     #[test]
     fn events() {
-        let ok: Event = prep(json!({"metadata": {"namespace": "ns"}, "involvedObject": {"kind": "Pod", "namespace": "ns", "name": "p"}, "reason": "Started"}));
+        let ok: Event = prep(
+            json!({"metadata": {"namespace": "ns"}, "involvedObject": {"kind": "Pod", "namespace": "ns", "name": "p"}, "reason": "Started"}),
+        );
         assert!(ok.validate().is_empty());
-        let cluster: Event = prep(json!({"metadata": {"namespace": "default"}, "involvedObject": {"kind": "Node", "name": "n"}}));
+        let cluster: Event =
+            prep(json!({"metadata": {"namespace": "default"}, "involvedObject": {"kind": "Node", "name": "n"}}));
         assert!(cluster.validate().is_empty());
         let bad: Event = prep(json!({"metadata": {"namespace": "ns"}, "involvedObject": {"namespace": "other"}}));
-        assert_eq!(strings(&bad.validate()), vec!["involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"]);
-        let new_style: Event = prep(json!({"metadata": {"namespace": "ns"}, "eventTime": "2024-01-01T00:00:00.000000Z", "involvedObject": {"namespace": "ns"}}));
+        assert_eq!(
+            strings(&bad.validate()),
+            vec!["involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"]
+        );
+        let new_style: Event = prep(
+            json!({"metadata": {"namespace": "ns"}, "eventTime": "2024-01-01T00:00:00.000000Z", "involvedObject": {"namespace": "ns"}}),
+        );
         let errs = new_style.validate();
         for f in ["reportingController", "reportingInstance", "action", "reason"] {
             assert!(has(&errs, ErrorType::Required, f), "{f}: {errs:?}");

@@ -8,6 +8,8 @@
 //! `plain.rs`.
 
 mod apps;
+mod batch;
+mod coordination;
 mod core;
 mod plain;
 mod pod;

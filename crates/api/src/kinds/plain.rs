@@ -4,9 +4,9 @@
 use super::ApiKind;
 use k8s_openapi::api::{
     admissionregistration::v1 as admissionregistration, apps::v1 as apps, autoscaling::v1 as autoscaling_v1,
-    autoscaling::v2 as autoscaling_v2, batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events, networking::v1 as networking, node::v1 as node,
-    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+    autoscaling::v2 as autoscaling_v2, certificates::v1 as certificates, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 
 macro_rules! plain {
@@ -25,15 +25,12 @@ plain!(
     autoscaling_v1::HorizontalPodAutoscaler,
     autoscaling_v1::Scale,
     autoscaling_v2::HorizontalPodAutoscaler,
-    batch::CronJob,
-    batch::Job,
     policy::PodDisruptionBudget,
     policy::Eviction,
     networking::Ingress,
     networking::IngressClass,
     networking::NetworkPolicy,
     discovery::EndpointSlice,
-    coordination::Lease,
     rbac::ClusterRole,
     rbac::ClusterRoleBinding,
     rbac::Role,

@@ -103,10 +103,7 @@ fn lower_alnum(c: u8) -> bool {
 
 fn matches_dns_label(v: &str) -> bool {
     let b = v.as_bytes();
-    !b.is_empty()
-        && lower_alnum(b[0])
-        && lower_alnum(b[b.len() - 1])
-        && b.iter().all(|&c| lower_alnum(c) || c == b'-')
+    !b.is_empty() && lower_alnum(b[0]) && lower_alnum(b[b.len() - 1]) && b.iter().all(|&c| lower_alnum(c) || c == b'-')
 }
 
 fn matches_dns_subdomain(v: &str) -> bool {
@@ -198,7 +195,10 @@ pub(super) fn qualified_name(v: &str) -> Vec<String> {
         errs.push(format!("name part {}", max_len_error(63)));
     }
     if !matches_qualified_part(name) {
-        errs.push(format!("name part {}", regex_error(QUALIFIED_MSG, QUALIFIED_FMT, &["MyName", "my.name", "123-abc"])));
+        errs.push(format!(
+            "name part {}",
+            regex_error(QUALIFIED_MSG, QUALIFIED_FMT, &["MyName", "my.name", "123-abc"])
+        ));
     }
     errs
 }
@@ -317,7 +317,10 @@ fn relaxed_env_name(v: &str) -> Vec<String> {
         errs.push("environment variable name must be non-empty".to_string());
     }
     if v.chars().any(|c| !c.is_ascii() || c.is_ascii_control() || c == '=') {
-        errs.push("a valid environment variable name must consist only of printable ASCII characters other than '='".to_string());
+        errs.push(
+            "a valid environment variable name must consist only of printable ASCII characters other than '='"
+                .to_string(),
+        );
     }
     errs
 }
@@ -340,7 +343,11 @@ fn http_header_name(v: &str) -> Vec<String> {
     if !v.is_empty() && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
         Vec::new()
     } else {
-        vec![regex_error("a valid HTTP header must consist of alphanumeric characters or '-'", "[-A-Za-z0-9]+", &["X-Header-Name"])]
+        vec![regex_error(
+            "a valid HTTP header must consist of alphanumeric characters or '-'",
+            "[-A-Za-z0-9]+",
+            &["X-Header-Name"],
+        )]
     }
 }
 
@@ -485,7 +492,11 @@ pub(super) fn validate_label_selector(sel: Option<&LabelSelector>, path: &FieldP
     validate_label_selector_opts(sel, path, false)
 }
 
-fn validate_label_selector_opts(sel: Option<&LabelSelector>, path: &FieldPath, allow_invalid_values: bool) -> FieldErrors {
+fn validate_label_selector_opts(
+    sel: Option<&LabelSelector>,
+    path: &FieldPath,
+    allow_invalid_values: bool,
+) -> FieldErrors {
     let Some(sel) = sel else { return Vec::new() };
     let mut errs = validate_labels(sel.match_labels.as_ref(), &path.child("matchLabels"));
     for (i, req) in sel.match_expressions.iter().flatten().enumerate() {
@@ -494,7 +505,10 @@ fn validate_label_selector_opts(sel: Option<&LabelSelector>, path: &FieldPath, a
         match req.operator.as_str() {
             "In" | "NotIn" => {
                 if values.is_empty() {
-                    errs.push(FieldError::required(&p.child("values"), "must be specified when `operator` is 'In' or 'NotIn'"));
+                    errs.push(FieldError::required(
+                        &p.child("values"),
+                        "must be specified when `operator` is 'In' or 'NotIn'",
+                    ));
                 }
             }
             "Exists" | "DoesNotExist" => {
@@ -519,7 +533,8 @@ fn validate_label_selector_opts(sel: Option<&LabelSelector>, path: &FieldPath, a
 
 /// Whether the selector has no requirement at all (upstream: selects everything).
 pub(super) fn selector_is_empty(sel: &LabelSelector) -> bool {
-    sel.match_labels.as_ref().is_none_or(|m| m.is_empty()) && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+    sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty())
 }
 
 /// Whether `labels` satisfy the selector (`LabelSelectorAsSelector(sel).Matches(labels)`).
@@ -925,7 +940,11 @@ fn validate_downward_file(
     if let Some(f) = field_ref {
         errs.extend(validate_object_field_selector(f, VOLUME_FIELD_EXPRESSIONS, &path.child("fieldRef")));
         if resource_ref.is_some() {
-            errs.push(FieldError::invalid(path, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously"));
+            errs.push(FieldError::invalid(
+                path,
+                "resource",
+                "fieldRef and resourceFieldRef can not be specified simultaneously",
+            ));
         }
     } else if let Some(r) = resource_ref {
         errs.extend(validate_resource_field_selector(r, &path.child("resourceFieldRef"), true));
@@ -978,8 +997,16 @@ fn validate_volume_source(v: &Volume, path: &FieldPath) -> FieldErrors {
             } else {
                 errs.extend(validate_no_backsteps(&h.path, &p.child("path")));
                 let t = st(&h.type_);
-                const TYPES: &[&str] =
-                    &["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"];
+                const TYPES: &[&str] = &[
+                    "",
+                    "BlockDevice",
+                    "CharDevice",
+                    "Directory",
+                    "DirectoryOrCreate",
+                    "File",
+                    "FileOrCreate",
+                    "Socket",
+                ];
                 if !TYPES.contains(&t) {
                     errs.push(FieldError::not_supported(&p.child("type"), t, TYPES));
                 }
@@ -1030,7 +1057,13 @@ fn validate_volume_source(v: &Volume, path: &FieldPath) -> FieldErrors {
             let p = path.child("downwardAPI");
             errs.extend(validate_file_mode(d.default_mode, &p.child("defaultMode")));
             for item in d.items.iter().flatten() {
-                errs.extend(validate_downward_file(&item.path, item.field_ref.as_ref(), item.resource_field_ref.as_ref(), item.mode, &p));
+                errs.extend(validate_downward_file(
+                    &item.path,
+                    item.field_ref.as_ref(),
+                    item.resource_field_ref.as_ref(),
+                    item.mode,
+                    &p,
+                ));
             }
         }
         "projected" => errs.extend(validate_projected(v, &path.child("projected"))),
@@ -1088,7 +1121,13 @@ fn validate_projected(v: &Volume, path: &FieldPath) -> FieldErrors {
             count += 1;
             let dp = sp.child("downwardAPI");
             for item in d.items.iter().flatten() {
-                errs.extend(validate_downward_file(&item.path, item.field_ref.as_ref(), item.resource_field_ref.as_ref(), item.mode, &dp));
+                errs.extend(validate_downward_file(
+                    &item.path,
+                    item.field_ref.as_ref(),
+                    item.resource_field_ref.as_ref(),
+                    item.mode,
+                    &dp,
+                ));
                 if !all_paths.insert(item.path.clone()) {
                     errs.push(FieldError::invalid(path, item.path.as_str(), "conflicting duplicate paths"));
                 }
@@ -1099,10 +1138,18 @@ fn validate_projected(v: &Volume, path: &FieldPath) -> FieldErrors {
             let tp = sp.child("serviceAccountToken");
             if let Some(exp) = t.expiration_seconds {
                 if exp < 10 * 60 {
-                    errs.push(FieldError::invalid(&tp.child("expirationSeconds"), exp, "may not specify a duration less than 10 minutes"));
+                    errs.push(FieldError::invalid(
+                        &tp.child("expirationSeconds"),
+                        exp,
+                        "may not specify a duration less than 10 minutes",
+                    ));
                 }
                 if exp > 1 << 32 {
-                    errs.push(FieldError::invalid(&tp.child("expirationSeconds"), exp, "may not specify a duration larger than 2^32 seconds"));
+                    errs.push(FieldError::invalid(
+                        &tp.child("expirationSeconds"),
+                        exp,
+                        "may not specify a duration larger than 2^32 seconds",
+                    ));
                 }
             }
             if t.path.is_empty() {
@@ -1200,7 +1247,9 @@ fn validate_object_field_selector(fs: &ObjectFieldSelector, expressions: &[&str]
         return match base {
             "metadata.annotations" => invalid_each(path, key.to_lowercase(), qualified_name(&key.to_lowercase())),
             "metadata.labels" => invalid_each(path, key, qualified_name(key)),
-            _ if DOWNWARD_CONVERTIBLE.contains(&base) => vec![FieldError::invalid(path, base, "does not support subscript")],
+            _ if DOWNWARD_CONVERTIBLE.contains(&base) => {
+                vec![FieldError::invalid(path, base, "does not support subscript")]
+            }
             _ => vec![FieldError::invalid(
                 &path.child("fieldPath"),
                 fs.field_path.as_str(),
@@ -1241,7 +1290,11 @@ fn validate_resource_field_selector(fs: &ResourceFieldSelector, path: &FieldPath
     }
     let hugepages = fs.resource.starts_with("requests.hugepages-") || fs.resource.starts_with("limits.hugepages-");
     if !RESOURCE_FIELD_EXPRESSIONS.contains(&fs.resource.as_str()) && !hugepages {
-        return vec![FieldError::not_supported(&path.child("resource"), fs.resource.as_str(), RESOURCE_FIELD_EXPRESSIONS)];
+        return vec![FieldError::not_supported(
+            &path.child("resource"),
+            fs.resource.as_str(),
+            RESOURCE_FIELD_EXPRESSIONS,
+        )];
     }
     Vec::new()
 }
@@ -1347,7 +1400,11 @@ fn validate_ports(ports: &[ContainerPort], path: &FieldPath) -> FieldErrors {
         if port.container_port == 0 {
             errs.push(FieldError::required(&p.child("containerPort"), ""));
         } else {
-            errs.extend(invalid_each(&p.child("containerPort"), port.container_port, port_num(i64::from(port.container_port))));
+            errs.extend(invalid_each(
+                &p.child("containerPort"),
+                port.container_port,
+                port_num(i64::from(port.container_port)),
+            ));
         }
         if let Some(hp) = port.host_port.filter(|hp| *hp != 0) {
             errs.extend(invalid_each(&p.child("hostPort"), hp, port_num(i64::from(hp))));
@@ -1361,7 +1418,12 @@ fn validate_ports(ports: &[ContainerPort], path: &FieldPath) -> FieldErrors {
     errs
 }
 
-fn validate_volume_mounts(mounts: &[VolumeMount], devices: &[VolumeDevice], ctx: &SpecCtx, path: &FieldPath) -> FieldErrors {
+fn validate_volume_mounts(
+    mounts: &[VolumeMount],
+    devices: &[VolumeDevice],
+    ctx: &SpecCtx,
+    path: &FieldPath,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, m) in mounts.iter().enumerate() {
@@ -1379,10 +1441,18 @@ fn validate_volume_mounts(mounts: &[VolumeMount], devices: &[VolumeDevice], ctx:
             errs.push(FieldError::invalid(&p.child("mountPath"), m.mount_path.as_str(), "must be unique"));
         }
         if devices.iter().any(|d| d.name == m.name) {
-            errs.push(FieldError::invalid(&p.child("name"), m.name.as_str(), "must not already exist in volumeDevices"));
+            errs.push(FieldError::invalid(
+                &p.child("name"),
+                m.name.as_str(),
+                "must not already exist in volumeDevices",
+            ));
         }
         if devices.iter().any(|d| d.device_path == m.mount_path) {
-            errs.push(FieldError::invalid(&p.child("mountPath"), m.mount_path.as_str(), "must not already exist as a path in volumeDevices"));
+            errs.push(FieldError::invalid(
+                &p.child("mountPath"),
+                m.mount_path.as_str(),
+                "must not already exist as a path in volumeDevices",
+            ));
         }
         let sub = st(&m.sub_path);
         let sub_expr = st(&m.sub_path_expr);
@@ -1391,7 +1461,11 @@ fn validate_volume_mounts(mounts: &[VolumeMount], devices: &[VolumeDevice], ctx:
                 errs.push(FieldError::invalid(&p.child("subPath"), sub, "not allowed in image volume sources"));
             }
             if !sub_expr.is_empty() {
-                errs.push(FieldError::invalid(&p.child("subPathExpr"), sub_expr, "not allowed in image volume sources"));
+                errs.push(FieldError::invalid(
+                    &p.child("subPathExpr"),
+                    sub_expr,
+                    "not allowed in image volume sources",
+                ));
             }
         }
         if !sub.is_empty() {
@@ -1399,7 +1473,11 @@ fn validate_volume_mounts(mounts: &[VolumeMount], devices: &[VolumeDevice], ctx:
         }
         if !sub_expr.is_empty() {
             if !sub.is_empty() {
-                errs.push(FieldError::invalid(&p.child("subPathExpr"), sub_expr, "subPathExpr and subPath are mutually exclusive"));
+                errs.push(FieldError::invalid(
+                    &p.child("subPathExpr"),
+                    sub_expr,
+                    "subPathExpr and subPath are mutually exclusive",
+                ));
             }
             errs.extend(validate_local_descending_path(sub_expr, &path.child("subPathExpr")));
         }
@@ -1418,7 +1496,10 @@ fn validate_volume_mounts(mounts: &[VolumeMount], devices: &[VolumeDevice], ctx:
                         errs.push(FieldError::forbidden(&rp, "may only be specified when readOnly is true"));
                     }
                     if m.mount_propagation.as_deref().is_some_and(|mp| mp != "None") {
-                        errs.push(FieldError::forbidden(&rp, "may only be specified when mountPropagation is None or not specified"));
+                        errs.push(FieldError::forbidden(
+                            &rp,
+                            "may only be specified when mountPropagation is None or not specified",
+                        ));
                     }
                 }
                 other => errs.push(FieldError::not_supported(&rp, other, &["Disabled", "Enabled", "IfPossible"])),
@@ -1428,7 +1509,12 @@ fn validate_volume_mounts(mounts: &[VolumeMount], devices: &[VolumeDevice], ctx:
     errs
 }
 
-fn validate_volume_devices(devices: &[VolumeDevice], mounts: &[VolumeMount], ctx: &SpecCtx, path: &FieldPath) -> FieldErrors {
+fn validate_volume_devices(
+    devices: &[VolumeDevice],
+    mounts: &[VolumeMount],
+    ctx: &SpecCtx,
+    path: &FieldPath,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let mut names = BTreeSet::new();
     let mut paths = BTreeSet::new();
@@ -1456,7 +1542,11 @@ fn validate_volume_devices(devices: &[VolumeDevice], mounts: &[VolumeMount], ctx
             errs.push(FieldError::invalid(&p.child("devicePath"), d.device_path.as_str(), "must be unique"));
         }
         if !d.device_path.is_empty() && d.device_path.split('/').any(|x| x == "..") {
-            errs.push(FieldError::invalid(&p.child("devicePath"), d.device_path.as_str(), "can not contain backsteps ('..')"));
+            errs.push(FieldError::invalid(
+                &p.child("devicePath"),
+                d.device_path.as_str(),
+                "can not contain backsteps ('..')",
+            ));
         } else {
             paths.insert(d.device_path.as_str());
         }
@@ -1464,7 +1554,11 @@ fn validate_volume_devices(devices: &[VolumeDevice], mounts: &[VolumeMount], ctx
             errs.push(FieldError::invalid(&p.child("name"), d.name.as_str(), "must not already exist in volumeMounts"));
         }
         if mounts.iter().any(|m| m.mount_path == d.device_path) {
-            errs.push(FieldError::invalid(&p.child("devicePath"), d.device_path.as_str(), "must not already exist as a path in volumeMounts"));
+            errs.push(FieldError::invalid(
+                &p.child("devicePath"),
+                d.device_path.as_str(),
+                "must not already exist as a path in volumeMounts",
+            ));
         }
         if !d.name.is_empty() {
             names.insert(d.name.as_str());
@@ -1482,7 +1576,9 @@ fn is_hugepages(name: &str) -> bool {
 }
 
 fn is_extended_resource(name: &str) -> bool {
-    !is_native_resource(name) && !name.starts_with("requests.") && qualified_name(&format!("requests.{name}")).is_empty()
+    !is_native_resource(name)
+        && !name.starts_with("requests.")
+        && qualified_name(&format!("requests.{name}")).is_empty()
 }
 
 fn overcommit_allowed(name: &str) -> bool {
@@ -1532,7 +1628,8 @@ fn validate_container_resource_name(name: &str, path: &FieldPath) -> FieldErrors
     }
     let mut errs = Vec::new();
     if !name.contains('/') {
-        let standard = STANDARD_RESOURCES.contains(&name) || is_hugepages(name) || name.starts_with("requests.hugepages-");
+        let standard =
+            STANDARD_RESOURCES.contains(&name) || is_hugepages(name) || name.starts_with("requests.hugepages-");
         if !standard {
             errs.push(FieldError::invalid(path, name, "must be a standard resource type or fully qualified"));
         }
@@ -1666,7 +1763,11 @@ fn validate_handler(h: &Handler, grace: Option<i64>, path: &FieldPath) -> FieldE
                 errs.push(FieldError::not_supported(&p.child("scheme"), scheme, &["HTTP", "HTTPS"]));
             }
             for header in g.http_headers.iter().flatten() {
-                errs.extend(invalid_each(&p.child("httpHeaders"), header.name.as_str(), http_header_name(&header.name)));
+                errs.extend(invalid_each(
+                    &p.child("httpHeaders"),
+                    header.name.as_str(),
+                    http_header_name(&header.name),
+                ));
             }
         }
     }
@@ -1750,21 +1851,33 @@ fn validate_probes(c: &Container, grace: Option<i64>, path: &FieldPath) -> Field
         let lp = path.child("livenessProbe");
         errs.extend(validate_probe(p, grace, &lp));
         if p.success_threshold.unwrap_or(0) != 1 {
-            errs.push(FieldError::invalid(&lp.child("successThreshold"), p.success_threshold.unwrap_or(0), "must be 1"));
+            errs.push(FieldError::invalid(
+                &lp.child("successThreshold"),
+                p.success_threshold.unwrap_or(0),
+                "must be 1",
+            ));
         }
     }
     if let Some(p) = &c.readiness_probe {
         let rp = path.child("readinessProbe");
         errs.extend(validate_probe(p, grace, &rp));
         if let Some(t) = p.termination_grace_period_seconds {
-            errs.push(FieldError::invalid(&rp.child("terminationGracePeriodSeconds"), t, "must not be set for readinessProbes"));
+            errs.push(FieldError::invalid(
+                &rp.child("terminationGracePeriodSeconds"),
+                t,
+                "must not be set for readinessProbes",
+            ));
         }
     }
     if let Some(p) = &c.startup_probe {
         let sp = path.child("startupProbe");
         errs.extend(validate_probe(p, grace, &sp));
         if p.success_threshold.unwrap_or(0) != 1 {
-            errs.push(FieldError::invalid(&sp.child("successThreshold"), p.success_threshold.unwrap_or(0), "must be 1"));
+            errs.push(FieldError::invalid(
+                &sp.child("successThreshold"),
+                p.success_threshold.unwrap_or(0),
+                "must be 1",
+            ));
         }
     }
     errs
@@ -1789,7 +1902,9 @@ fn validate_lifecycle(l: &Lifecycle, grace: Option<i64>, path: &FieldPath) -> Fi
 
 fn validate_id(v: Option<i64>, path: &FieldPath) -> FieldErrors {
     match v {
-        Some(id) if !(0..=0xffff_ffff).contains(&id) => vec![FieldError::invalid(path, id, &range_error(0, 0xffff_ffff))],
+        Some(id) if !(0..=0xffff_ffff).contains(&id) => {
+            vec![FieldError::invalid(path, id, &range_error(0, 0xffff_ffff))]
+        }
         _ => Vec::new(),
     }
 }
@@ -1800,15 +1915,26 @@ fn validate_seccomp(sp: Option<&k8s_openapi::api::core::v1::SeccompProfile>, pat
     match sp.type_.as_str() {
         "Localhost" | "RuntimeDefault" | "Unconfined" => {}
         "" => errs.push(FieldError::required(&path.child("type"), "type is required when seccompProfile is set")),
-        other => errs.push(FieldError::not_supported(&path.child("type"), other, &["Localhost", "RuntimeDefault", "Unconfined"])),
+        other => errs.push(FieldError::not_supported(
+            &path.child("type"),
+            other,
+            &["Localhost", "RuntimeDefault", "Unconfined"],
+        )),
     }
     if sp.type_ == "Localhost" {
         match &sp.localhost_profile {
-            None => errs.push(FieldError::required(&path.child("localhostProfile"), "must be set when seccomp type is Localhost")),
+            None => errs.push(FieldError::required(
+                &path.child("localhostProfile"),
+                "must be set when seccomp type is Localhost",
+            )),
             Some(p) => errs.extend(validate_local_descending_path(p, &path.child("localhostProfile"))),
         }
     } else if sp.localhost_profile.is_some() {
-        errs.push(FieldError::invalid(&path.child("localhostProfile"), to_value(sp), "can only be set when seccomp type is Localhost"));
+        errs.push(FieldError::invalid(
+            &path.child("localhostProfile"),
+            to_value(sp),
+            "can only be set when seccomp type is Localhost",
+        ));
     }
     errs
 }
@@ -1828,9 +1954,14 @@ fn validate_security_context(sc: &SecurityContext, host_users: bool, path: &Fiel
     errs.extend(validate_seccomp(sc.seccomp_profile.as_ref(), &path.child("seccompProfile")));
     if sc.allow_privilege_escalation == Some(false) {
         if sc.privileged == Some(true) {
-            errs.push(FieldError::invalid(path, to_value(sc), "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"));
+            errs.push(FieldError::invalid(
+                path,
+                to_value(sc),
+                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            ));
         }
-        if sc.capabilities.as_ref().and_then(|c| c.add.as_ref()).is_some_and(|a| a.iter().any(|c| c == "CAP_SYS_ADMIN")) {
+        if sc.capabilities.as_ref().and_then(|c| c.add.as_ref()).is_some_and(|a| a.iter().any(|c| c == "CAP_SYS_ADMIN"))
+        {
             errs.push(FieldError::invalid(
                 path,
                 to_value(sc),
@@ -1872,7 +2003,11 @@ fn validate_container_common(c: &Container, ctx: &SpecCtx, path: &FieldPath) -> 
     match st(&c.image_pull_policy) {
         "Always" | "IfNotPresent" | "Never" => {}
         "" => errs.push(FieldError::required(&path.child("imagePullPolicy"), "")),
-        other => errs.push(FieldError::not_supported(&path.child("imagePullPolicy"), other, &["Always", "IfNotPresent", "Never"])),
+        other => errs.push(FieldError::not_supported(
+            &path.child("imagePullPolicy"),
+            other,
+            &["Always", "IfNotPresent", "Never"],
+        )),
     }
     if let Some(r) = &c.resources {
         errs.extend(validate_resources(r, &ctx.claim_names, &path.child("resources")));
@@ -1894,7 +2029,11 @@ fn validate_container_common(c: &Container, ctx: &SpecCtx, path: &FieldPath) -> 
             other => errs.push(FieldError::not_supported(&rp, other, &["NotRequired", "RestartContainer"])),
         }
         if ctx.restart_policy == "Never" && p.restart_policy != "NotRequired" {
-            errs.push(FieldError::invalid(&rp, p.restart_policy.as_str(), "must be 'NotRequired' when `restartPolicy` is 'Never'"));
+            errs.push(FieldError::invalid(
+                &rp,
+                p.restart_policy.as_str(),
+                "must be 'NotRequired' when `restartPolicy` is 'Never'",
+            ));
         }
     }
     if let Some(sc) = &c.security_context {
@@ -1904,7 +2043,10 @@ fn validate_container_common(c: &Container, ctx: &SpecCtx, path: &FieldPath) -> 
 }
 
 /// `AccumulateUniqueHostPorts` for one group of containers.
-fn check_host_port_conflicts<'a>(containers: impl Iterator<Item = (usize, &'a Container)>, path: &FieldPath) -> FieldErrors {
+fn check_host_port_conflicts<'a>(
+    containers: impl Iterator<Item = (usize, &'a Container)>,
+    path: &FieldPath,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let mut seen = BTreeSet::new();
     for (ci, c) in containers {
@@ -1956,7 +2098,11 @@ pub(super) fn validate_tolerations(tolerations: &[Toleration], path: &FieldPath)
             ));
         }
         if t.toleration_seconds.is_some() && effect != "NoExecute" {
-            errs.push(FieldError::invalid(&p.child("effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"));
+            errs.push(FieldError::invalid(
+                &p.child("effect"),
+                effect,
+                "effect must be 'NoExecute' when `tolerationSeconds` is set",
+            ));
         }
         match op {
             "Equal" | "" => {
@@ -1967,7 +2113,11 @@ pub(super) fn validate_tolerations(tolerations: &[Toleration], path: &FieldPath)
             }
             "Exists" => {
                 if !st(&t.value).is_empty() {
-                    errs.push(FieldError::invalid(&p.child("operator"), st(&t.value), "value must be empty when `operator` is 'Exists'"));
+                    errs.push(FieldError::invalid(
+                        &p.child("operator"),
+                        st(&t.value),
+                        "value must be empty when `operator` is 'Exists'",
+                    ));
                 }
             }
             other => errs.push(FieldError::not_supported(&p.child("operator"), other, &["Equal", "Exists"])),
@@ -1979,23 +2129,36 @@ pub(super) fn validate_tolerations(tolerations: &[Toleration], path: &FieldPath)
     errs
 }
 
-fn validate_node_selector_requirement(rq: &NodeSelectorRequirement, allow_invalid_values: bool, path: &FieldPath) -> FieldErrors {
+fn validate_node_selector_requirement(
+    rq: &NodeSelectorRequirement,
+    allow_invalid_values: bool,
+    path: &FieldPath,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let n = rq.values.as_ref().map_or(0, Vec::len);
     match rq.operator.as_str() {
         "In" | "NotIn" => {
             if n == 0 {
-                errs.push(FieldError::required(&path.child("values"), "must be specified when `operator` is 'In' or 'NotIn'"));
+                errs.push(FieldError::required(
+                    &path.child("values"),
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                ));
             }
         }
         "Exists" | "DoesNotExist" => {
             if n > 0 {
-                errs.push(FieldError::forbidden(&path.child("values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"));
+                errs.push(FieldError::forbidden(
+                    &path.child("values"),
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ));
             }
         }
         "Gt" | "Lt" => {
             if n != 1 {
-                errs.push(FieldError::required(&path.child("values"), "must be specified single value when `operator` is 'Lt' or 'Gt'"));
+                errs.push(FieldError::required(
+                    &path.child("values"),
+                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
+                ));
             }
         }
         other => errs.push(FieldError::invalid(&path.child("operator"), other, "not a valid selector operator")),
@@ -2012,7 +2175,11 @@ fn validate_node_selector_requirement(rq: &NodeSelectorRequirement, allow_invali
 fn validate_node_selector_term(term: &NodeSelectorTerm, allow_invalid_values: bool, path: &FieldPath) -> FieldErrors {
     let mut errs = Vec::new();
     for (j, rq) in term.match_expressions.iter().flatten().enumerate() {
-        errs.extend(validate_node_selector_requirement(rq, allow_invalid_values, &path.child("matchExpressions").index(j)));
+        errs.extend(validate_node_selector_requirement(
+            rq,
+            allow_invalid_values,
+            &path.child("matchExpressions").index(j),
+        ));
     }
     for (j, rq) in term.match_fields.iter().flatten().enumerate() {
         let p = path.child("matchFields").index(j);
@@ -2043,7 +2210,11 @@ fn validate_node_selector(ns: &NodeSelector, path: &FieldPath) -> FieldErrors {
     if ns.node_selector_terms.is_empty() {
         return vec![FieldError::required(&tp, "must have at least one node selector term")];
     }
-    ns.node_selector_terms.iter().enumerate().flat_map(|(i, t)| validate_node_selector_term(t, false, &tp.index(i))).collect()
+    ns.node_selector_terms
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| validate_node_selector_term(t, false, &tp.index(i)))
+        .collect()
 }
 
 fn validate_pod_affinity_term(term: &PodAffinityTerm, path: &FieldPath) -> FieldErrors {
@@ -2052,7 +2223,8 @@ fn validate_pod_affinity_term(term: &PodAffinityTerm, path: &FieldPath) -> Field
     for name in term.namespaces.iter().flatten() {
         errs.extend(invalid_each(&path.child("namespace"), name.as_str(), dns1123_label(name)));
     }
-    for (field, keys) in [("matchLabelKeys", &term.match_label_keys), ("mismatchLabelKeys", &term.mismatch_label_keys)] {
+    for (field, keys) in [("matchLabelKeys", &term.match_label_keys), ("mismatchLabelKeys", &term.mismatch_label_keys)]
+    {
         let keys = keys.as_deref().unwrap_or_default();
         if keys.is_empty() {
             continue;
@@ -2107,7 +2279,10 @@ fn validate_affinity(a: &k8s_openapi::api::core::v1::Affinity, path: &FieldPath)
     for (name, required, preferred) in groups.into_iter().flatten() {
         let p = path.child(name);
         for (i, t) in required.iter().flatten().enumerate() {
-            errs.extend(validate_pod_affinity_term(t, &p.child("requiredDuringSchedulingIgnoredDuringExecution").index(i)));
+            errs.extend(validate_pod_affinity_term(
+                t,
+                &p.child("requiredDuringSchedulingIgnoredDuringExecution").index(i),
+            ));
         }
         for (i, w) in preferred.iter().flatten().enumerate() {
             let wp = p.child("preferredDuringSchedulingIgnoredDuringExecution").index(i);
@@ -2179,14 +2354,22 @@ fn validate_dns_config(spec: &PodSpec, path: &FieldPath) -> FieldErrors {
     let Some(d) = dns else { return errs };
     let servers = d.nameservers.as_deref().unwrap_or_default();
     if servers.len() > 3 {
-        errs.push(FieldError::invalid(&path.child("nameservers"), to_value(&servers), "must not have more than 3 nameservers"));
+        errs.push(FieldError::invalid(
+            &path.child("nameservers"),
+            to_value(&servers),
+            "must not have more than 3 nameservers",
+        ));
     }
     for (i, ns) in servers.iter().enumerate() {
         errs.extend(validate_ip(ns, &path.child("nameservers").index(i)));
     }
     let searches = d.searches.as_deref().unwrap_or_default();
     if searches.len() > 32 {
-        errs.push(FieldError::invalid(&path.child("searches"), to_value(&searches), "must not have more than 32 search paths"));
+        errs.push(FieldError::invalid(
+            &path.child("searches"),
+            to_value(&searches),
+            "must not have more than 32 search paths",
+        ));
     }
     if searches.join(" ").len() > 2048 {
         errs.push(FieldError::invalid(
@@ -2241,7 +2424,10 @@ fn validate_topology_spread(spec: &PodSpec, path: &FieldPath) -> FieldErrors {
                 &["DoNotSchedule", "ScheduleAnyway"],
             ));
         }
-        if constraints[i + 1..].iter().any(|o| o.topology_key == c.topology_key && o.when_unsatisfiable == c.when_unsatisfiable) {
+        if constraints[i + 1..]
+            .iter()
+            .any(|o| o.topology_key == c.topology_key && o.when_unsatisfiable == c.when_unsatisfiable)
+        {
             errs.push(FieldError::duplicate(
                 &p.child("{topologyKey, whenUnsatisfiable}"),
                 format!("{{{}, {}}}", c.topology_key, c.when_unsatisfiable),
@@ -2255,11 +2441,15 @@ fn validate_topology_spread(spec: &PodSpec, path: &FieldPath) -> FieldErrors {
                 errs.push(FieldError::invalid(
                     &p.child("minDomains"),
                     m,
-                    &format!("can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {}", c.when_unsatisfiable),
+                    &format!(
+                        "can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {}",
+                        c.when_unsatisfiable
+                    ),
                 ));
             }
         }
-        for (field, v) in [("nodeAffinityPolicy", &c.node_affinity_policy), ("nodeTaintsPolicy", &c.node_taints_policy)] {
+        for (field, v) in [("nodeAffinityPolicy", &c.node_affinity_policy), ("nodeTaintsPolicy", &c.node_taints_policy)]
+        {
             if let Some(v) = v.as_deref() {
                 if v != "Honor" && v != "Ignore" {
                     errs.push(FieldError::not_supported(&p.child(field), v, &["Honor", "Ignore"]));
@@ -2277,7 +2467,11 @@ fn validate_topology_spread(spec: &PodSpec, path: &FieldPath) -> FieldErrors {
                         let in_selector = sel.match_labels.as_ref().is_some_and(|m| m.contains_key(k))
                             || sel.match_expressions.iter().flatten().any(|e| &e.key == k);
                         if in_selector {
-                            errs.push(FieldError::invalid(&kp.index(j), k.as_str(), "exists in both matchLabelKeys and labelSelector"));
+                            errs.push(FieldError::invalid(
+                                &kp.index(j),
+                                k.as_str(),
+                                "exists in both matchLabelKeys and labelSelector",
+                            ));
                         }
                     }
                 }
@@ -2331,9 +2525,11 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &FieldPath, of: SpecOf) ->
                 to_value(c),
                 "at most one of `resourceClaimName` or `resourceClaimTemplateName` may be specified",
             )),
-            (None, None) => {
-                errs.push(FieldError::invalid(&p, to_value(c), "must specify one of: `resourceClaimName`, `resourceClaimTemplateName`"))
-            }
+            (None, None) => errs.push(FieldError::invalid(
+                &p,
+                to_value(c),
+                "must specify one of: `resourceClaimName`, `resourceClaimTemplateName`",
+            )),
             _ => {}
         }
         if let Some(n) = &c.resource_claim_name {
@@ -2402,7 +2598,10 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &FieldPath, of: SpecOf) ->
                 (c.startup_probe.is_some(), "startupProbe"),
             ] {
                 if set {
-                    errs.push(FieldError::forbidden(&p.child(name), "may not be set for init containers without restartPolicy=Always"));
+                    errs.push(FieldError::forbidden(
+                        &p.child(name),
+                        "may not be set for init containers without restartPolicy=Always",
+                    ));
                 }
             }
         }
@@ -2451,7 +2650,9 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &FieldPath, of: SpecOf) ->
     match st(&spec.restart_policy) {
         "Always" | "OnFailure" | "Never" => {}
         "" => errs.push(FieldError::required(&path.child("restartPolicy"), "")),
-        other => errs.push(FieldError::not_supported(&path.child("restartPolicy"), other, &["Always", "OnFailure", "Never"])),
+        other => {
+            errs.push(FieldError::not_supported(&path.child("restartPolicy"), other, &["Always", "OnFailure", "Never"]))
+        }
     }
     match st(&spec.dns_policy) {
         "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None" => {}
@@ -2469,7 +2670,10 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &FieldPath, of: SpecOf) ->
     }
     errs.extend(validate_dns_config(spec, &path.child("dnsConfig")));
     for (i, g) in spec.readiness_gates.iter().flatten().enumerate() {
-        errs.extend(validate_qualified_name(&g.condition_type, &path.child("readinessGates").index(i).child("conditionType")));
+        errs.extend(validate_qualified_name(
+            &g.condition_type,
+            &path.child("readinessGates").index(i).child("conditionType"),
+        ));
     }
     let mut gates = BTreeSet::new();
     for (i, g) in spec.scheduling_gates.iter().flatten().enumerate() {
@@ -2498,7 +2702,11 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &FieldPath, of: SpecOf) ->
     }
     if let Some(ads) = spec.active_deadline_seconds {
         if !(1..=i64::from(i32::MAX)).contains(&ads) {
-            errs.push(FieldError::invalid(&path.child("activeDeadlineSeconds"), ads, &range_error(1, i64::from(i32::MAX))));
+            errs.push(FieldError::invalid(
+                &path.child("activeDeadlineSeconds"),
+                ads,
+                &range_error(1, i64::from(i32::MAX)),
+            ));
         }
     }
     for (v, name) in [(&spec.hostname, "hostname"), (&spec.subdomain, "subdomain")] {
@@ -2521,7 +2729,11 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &FieldPath, of: SpecOf) ->
         match pp {
             "PreemptLowerPriority" | "Never" => {}
             "" => errs.push(FieldError::required(&path.child("preemptionPolicy"), "")),
-            other => errs.push(FieldError::not_supported(&path.child("preemptionPolicy"), other, &["PreemptLowerPriority", "Never"])),
+            other => errs.push(FieldError::not_supported(
+                &path.child("preemptionPolicy"),
+                other,
+                &["PreemptLowerPriority", "Never"],
+            )),
         }
     }
     if let Some(overhead) = &spec.overhead {
@@ -2542,11 +2754,17 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &FieldPath, of: SpecOf) ->
     }
     if of == SpecOf::Pod {
         // Pod-only (not template) checks: no stray whitespace around images.
-        for (list, name) in [(&spec.containers, "containers"), (spec.init_containers.as_ref().unwrap_or(&Vec::new()), "initContainers")] {
+        for (list, name) in
+            [(&spec.containers, "containers"), (spec.init_containers.as_ref().unwrap_or(&Vec::new()), "initContainers")]
+        {
             for (i, c) in list.iter().enumerate() {
                 let image = st(&c.image);
                 if image.len() != image.trim().len() {
-                    errs.push(FieldError::invalid(&path.child(name).index(i).child("image"), image, "must not have leading or trailing whitespace"));
+                    errs.push(FieldError::invalid(
+                        &path.child(name).index(i).child("image"),
+                        image,
+                        "must not have leading or trailing whitespace",
+                    ));
                 }
             }
         }
@@ -2718,7 +2936,11 @@ fn container_updates(new: &[Container], old: &[Container], path: &FieldPath) -> 
             errs.push(FieldError::required(&path.index(i).child("image"), ""));
         }
         if image.trim().len() != image.len() {
-            errs.push(FieldError::invalid(&path.index(i).child("image"), image, "must not have leading or trailing whitespace"));
+            errs.push(FieldError::invalid(
+                &path.index(i).child("image"),
+                image,
+                "must not have leading or trailing whitespace",
+            ));
         }
     }
     (errs, false)
@@ -2732,7 +2954,10 @@ fn tolerations_only_added(new: &[Toleration], old: &[Toleration], path: &FieldPa
             &o == n
         });
         if !found {
-            return vec![FieldError::forbidden(path, "existing toleration can not be modified except its tolerationSeconds")];
+            return vec![FieldError::forbidden(
+                path,
+                "existing toleration can not be modified except its tolerationSeconds",
+            )];
         }
     }
     validate_tolerations(new, path)
@@ -2766,7 +2991,8 @@ pub(super) fn validate_pod_spec_update(new: &PodSpec, old: &PodSpec) -> FieldErr
         return errs;
     }
     let empty = Vec::new();
-    let (new_init, old_init) = (new.init_containers.as_ref().unwrap_or(&empty), old.init_containers.as_ref().unwrap_or(&empty));
+    let (new_init, old_init) =
+        (new.init_containers.as_ref().unwrap_or(&empty), old.init_containers.as_ref().unwrap_or(&empty));
     let (e, stop) = container_updates(new_init, old_init, &sp.child("initContainers"));
     errs.extend(e);
     if stop {
@@ -2782,7 +3008,9 @@ pub(super) fn validate_pod_spec_update(new: &PodSpec, old: &PodSpec) -> FieldErr
             errs.push(FieldError::invalid(&ap, n, "must be less than or equal to previous value"));
             return errs;
         }
-        (None, Some(_)) => errs.push(FieldError::invalid(&ap, Value::Null, "must not update from a positive integer to nil value")),
+        (None, Some(_)) => {
+            errs.push(FieldError::invalid(&ap, Value::Null, "must not update from a positive integer to nil value"))
+        }
         _ => {}
     }
     errs.extend(tolerations_only_added(
@@ -2813,7 +3041,8 @@ pub(super) fn validate_pod_spec_update(new: &PodSpec, old: &PodSpec) -> FieldErr
     munged.active_deadline_seconds = old.active_deadline_seconds;
     munged.scheduling_gates = old.scheduling_gates.clone();
     munged.tolerations = old.tolerations.clone();
-    if old.termination_grace_period_seconds.is_some_and(|g| g < 0) && munged.termination_grace_period_seconds == Some(1) {
+    if old.termination_grace_period_seconds.is_some_and(|g| g < 0) && munged.termination_grace_period_seconds == Some(1)
+    {
         munged.termination_grace_period_seconds = old.termination_grace_period_seconds;
     }
     if old.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()) {
@@ -2835,9 +3064,18 @@ pub(super) fn validate_pod_spec_update(new: &PodSpec, old: &PodSpec) -> FieldErr
         let old_na = old.affinity.as_ref().and_then(|a| a.node_affinity.clone());
         let new_na = munged.affinity.as_ref().and_then(|a| a.node_affinity.clone());
         if old_na != new_na {
-            errs.extend(node_affinity_only_added(new_na.as_ref(), old_na.as_ref(), &sp.child("affinity").child("nodeAffinity")));
+            errs.extend(node_affinity_only_added(
+                new_na.as_ref(),
+                old_na.as_ref(),
+                &sp.child("affinity").child("nodeAffinity"),
+            ));
             match (&mut munged.affinity, &old.affinity) {
-                (None, _) => munged.affinity = old_na.map(|na| k8s_openapi::api::core::v1::Affinity { node_affinity: Some(na), ..Default::default() }),
+                (None, _) => {
+                    munged.affinity = old_na.map(|na| k8s_openapi::api::core::v1::Affinity {
+                        node_affinity: Some(na),
+                        ..Default::default()
+                    })
+                }
                 (Some(a), None) if a.pod_affinity.is_none() && a.pod_anti_affinity.is_none() => munged.affinity = None,
                 (Some(a), _) => a.node_affinity = old_na,
             }
@@ -2868,7 +3106,11 @@ fn node_affinity_only_added(
         .unwrap_or_default();
     let tp = path.child("requiredDuringSchedulingIgnoredDuringExecution").child("nodeSelectorTerms");
     if !old_terms.is_empty() && old_terms.len() != new_terms.len() {
-        return vec![FieldError::invalid(&tp, to_value(&new_terms), "no additions/deletions to non-empty NodeSelectorTerms list are allowed")];
+        return vec![FieldError::invalid(
+            &tp,
+            to_value(&new_terms),
+            "no additions/deletions to non-empty NodeSelectorTerms list are allowed",
+        )];
     }
     let mut errs = Vec::new();
     for (i, (o, n)) in old_terms.iter().zip(&new_terms).enumerate() {
@@ -2876,15 +3118,21 @@ fn node_affinity_only_added(
             let (o, n) = (old.as_deref().unwrap_or_default(), new.as_deref().unwrap_or_default());
             n.len() >= o.len() && n[..o.len()] == *o
         };
-        let was_empty = o.match_expressions.as_ref().is_none_or(|v| v.is_empty()) && o.match_fields.as_ref().is_none_or(|v| v.is_empty());
-        let now_empty = n.match_expressions.as_ref().is_none_or(|v| v.is_empty()) && n.match_fields.as_ref().is_none_or(|v| v.is_empty());
+        let was_empty = o.match_expressions.as_ref().is_none_or(|v| v.is_empty())
+            && o.match_fields.as_ref().is_none_or(|v| v.is_empty());
+        let now_empty = n.match_expressions.as_ref().is_none_or(|v| v.is_empty())
+            && n.match_fields.as_ref().is_none_or(|v| v.is_empty());
         let ok = if was_empty {
             now_empty
         } else {
             prefix_ok(&o.match_expressions, &n.match_expressions) && prefix_ok(&o.match_fields, &n.match_fields)
         };
         if !ok {
-            errs.push(FieldError::invalid(&tp.index(i), to_value(n), "only additions are allowed (no mutations or deletions)"));
+            errs.push(FieldError::invalid(
+                &tp.index(i),
+                to_value(n),
+                "only additions are allowed (no mutations or deletions)",
+            ));
         }
     }
     errs
@@ -2930,7 +3178,10 @@ mod tests {
         assert!(label_value("").is_empty());
         assert_eq!(label_value("-x").len(), 1);
         assert!(config_map_key("key.name").is_empty());
-        assert!(config_map_key("a b")[0].starts_with("a valid config key must consist of alphanumeric characters, '-', '_' or '.'"));
+        assert!(
+            config_map_key("a b")[0]
+                .starts_with("a valid config key must consist of alphanumeric characters, '-', '_' or '.'")
+        );
         assert_eq!(config_map_key(".."), vec![config_map_key("..")[0].clone()]);
         assert!(port_name("http").is_empty());
         assert_eq!(port_name("1234"), vec!["must contain at least one letter (a-z)".to_string()]);
@@ -2943,7 +3194,15 @@ mod tests {
 
     #[test]
     fn quantities_compare() {
-        let cases = [("500m", 500_000_000i128), ("0.5", 500_000_000), ("1Ki", 1024 * NANO), ("2e3", 2000 * NANO), ("1E", 10i128.pow(27)), ("-1", -NANO), ("1n", 1)];
+        let cases = [
+            ("500m", 500_000_000i128),
+            ("0.5", 500_000_000),
+            ("1Ki", 1024 * NANO),
+            ("2e3", 2000 * NANO),
+            ("1E", 10i128.pow(27)),
+            ("-1", -NANO),
+            ("1n", 1),
+        ];
         for (s, want) in cases {
             assert_eq!(parse_quantity(s), Some(want), "{s}");
         }
@@ -2954,7 +3213,16 @@ mod tests {
 
     #[test]
     fn image_tags() {
-        for (image, tag) in [("nginx", "latest"), ("nginx:1.25", "1.25"), ("nginx:latest", "latest"), ("reg:5000/app", "latest"), ("reg:5000/app:v1", "v1"), ("app@sha256:abc", ""), ("", ""), ("Nginx", "")] {
+        for (image, tag) in [
+            ("nginx", "latest"),
+            ("nginx:1.25", "1.25"),
+            ("nginx:latest", "latest"),
+            ("reg:5000/app", "latest"),
+            ("reg:5000/app:v1", "v1"),
+            ("app@sha256:abc", ""),
+            ("", ""),
+            ("Nginx", ""),
+        ] {
             assert_eq!(image_tag(image), tag, "{image}");
         }
     }
@@ -2986,7 +3254,10 @@ mod tests {
         assert_eq!(c["ports"][0]["protocol"], "TCP");
         assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
         assert_eq!(c["resources"]["requests"]["cpu"], "1");
-        assert_eq!(c["livenessProbe"], json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}));
+        assert_eq!(
+            c["livenessProbe"],
+            json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
+        );
         assert_eq!(c["readinessProbe"]["grpc"]["service"], "");
         assert_eq!(spec["initContainers"][0]["imagePullPolicy"], "Always");
         assert_eq!(spec["volumes"][0]["emptyDir"], json!({}));
@@ -2998,7 +3269,10 @@ mod tests {
 
     #[test]
     fn template_defaults_skip_pod_only_rules() {
-        let mut tpl: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1"}}}]}})).unwrap();
+        let mut tpl: PodTemplateSpec = serde_json::from_value(
+            json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1"}}}]}}),
+        )
+        .unwrap();
         default_pod_template(&mut tpl);
         let v = to_value(&tpl);
         assert_eq!(v["spec"]["restartPolicy"], "Always");
@@ -3008,7 +3282,9 @@ mod tests {
 
     #[test]
     fn host_network_ports_default_for_pods() {
-        let p = pod(json!({"spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 8080}]}]}}));
+        let p = pod(
+            json!({"spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 8080}]}]}}),
+        );
         assert_eq!(to_value(&p)["spec"]["containers"][0]["ports"][0]["hostPort"], 8080);
     }
 
@@ -3016,56 +3292,326 @@ mod tests {
     fn pod_validation_paths() {
         type Case = (&'static str, Value, ErrorType, &'static str, Option<&'static str>);
         let cases: Vec<Case> = vec![
-            ("no containers", json!({"spec": {"containers": []}}), ErrorType::Required, "spec.containers", Some("spec.containers: Required value")),
-            ("no image", json!({"spec": {"containers": [{"name": "c"}]}}), ErrorType::Required, "spec.containers[0].image", Some("spec.containers[0].image: Required value")),
-            ("no name", json!({"spec": {"containers": [{"image": "x"}]}}), ErrorType::Required, "spec.containers[0].name", None),
-            ("bad name", json!({"spec": {"containers": [{"name": "C", "image": "x"}]}}), ErrorType::Invalid, "spec.containers[0].name", None),
-            ("dup name", json!({"spec": {"containers": [{"name": "c", "image": "x"}, {"name": "c", "image": "x"}]}}), ErrorType::Duplicate, "spec.containers[1].name", Some("spec.containers[1].name: Duplicate value: \"c\"")),
-            ("init dup", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "initContainers": [{"name": "c", "image": "x"}]}}), ErrorType::Duplicate, "spec.initContainers[0].name", None),
-            ("restart policy", json!({"spec": {"restartPolicy": "Sometimes", "containers": [{"name": "c", "image": "x"}]}}), ErrorType::NotSupported, "spec.restartPolicy", Some("spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"")),
-            ("dns policy", json!({"spec": {"dnsPolicy": "Nope", "containers": [{"name": "c", "image": "x"}]}}), ErrorType::NotSupported, "spec.dnsPolicy", None),
-            ("port range", json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 70000}]}]}}), ErrorType::Invalid, "spec.containers[0].ports[0].containerPort", Some("spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive")),
-            ("port missing", json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"name": "http"}]}]}}), ErrorType::Required, "spec.containers[0].ports[0].containerPort", None),
-            ("protocol", json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 1, "protocol": "ICMP"}]}]}}), ErrorType::NotSupported, "spec.containers[0].ports[0].protocol", Some("spec.containers[0].ports[0].protocol: Unsupported value: \"ICMP\": supported values: \"SCTP\", \"TCP\", \"UDP\"")),
-            ("host port", json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 1, "hostPort": -1}]}]}}), ErrorType::Invalid, "spec.containers[0].ports[0].hostPort", None),
-            ("host port clash", json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 1, "hostPort": 80}]}, {"name": "d", "image": "x", "ports": [{"containerPort": 2, "hostPort": 80}]}]}}), ErrorType::Duplicate, "spec.containers[1].ports[0].hostPort", Some("spec.containers[1].ports[0].hostPort: Duplicate value: \"TCP//80\"")),
-            ("dup volume", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v"}, {"name": "v"}]}}), ErrorType::Duplicate, "spec.volumes[1].name", None),
-            ("bad volume name", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "V_"}]}}), ErrorType::Invalid, "spec.volumes[0].name", None),
-            ("two sources", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "emptyDir": {}, "secret": {"secretName": "s"}}]}}), ErrorType::Forbidden, "spec.volumes[0].secret", None),
-            ("mount not found", json!({"spec": {"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}]}}), ErrorType::NotFound, "spec.containers[0].volumeMounts[0].name", Some("spec.containers[0].volumeMounts[0].name: Not found: \"x\"")),
-            ("mount path", json!({"spec": {"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "v", "mountPath": ""}]}], "volumes": [{"name": "v"}]}}), ErrorType::Required, "spec.containers[0].volumeMounts[0].mountPath", None),
-            ("requests over limits", json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]}}), ErrorType::Invalid, "spec.containers[0].resources.requests", Some("spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1")),
-            ("negative quantity", json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "-1"}}}]}}), ErrorType::Invalid, "spec.containers[0].resources.requests[memory]", None),
-            ("resource name", json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"gpu": "1"}}}]}}), ErrorType::Invalid, "spec.containers[0].resources.requests[gpu]", None),
-            ("extended needs limit", json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"example.com/gpu": "1"}}}]}}), ErrorType::Required, "spec.containers[0].resources.limits", None),
-            ("env name", json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "A=B"}]}]}}), ErrorType::Invalid, "spec.containers[0].env[0].name", None),
-            ("env required", json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": ""}]}]}}), ErrorType::Required, "spec.containers[0].env[0].name", None),
-            ("env field path", json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.restartPolicy"}}}]}]}}), ErrorType::NotSupported, "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath", None),
-            ("env two sources", json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}), ErrorType::Invalid, "spec.containers[0].env[0].valueFrom", None),
-            ("deadline", json!({"spec": {"activeDeadlineSeconds": 0, "containers": [{"name": "c", "image": "x"}]}}), ErrorType::Invalid, "spec.activeDeadlineSeconds", Some("spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive")),
-            ("pull policy", json!({"spec": {"containers": [{"name": "c", "image": "x", "imagePullPolicy": "Sometimes"}]}}), ErrorType::NotSupported, "spec.containers[0].imagePullPolicy", None),
-            ("probe handler", json!({"spec": {"containers": [{"name": "c", "image": "x", "livenessProbe": {}}]}}), ErrorType::Required, "spec.containers[0].livenessProbe", None),
-            ("liveness success", json!({"spec": {"containers": [{"name": "c", "image": "x", "livenessProbe": {"exec": {"command": ["x"]}, "successThreshold": 2}}]}}), ErrorType::Invalid, "spec.containers[0].livenessProbe.successThreshold", None),
-            ("init probe", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "initContainers": [{"name": "i", "image": "x", "readinessProbe": {"exec": {"command": ["x"]}}}]}}), ErrorType::Forbidden, "spec.initContainers[0].readinessProbe", None),
-            ("restart on regular", json!({"spec": {"containers": [{"name": "c", "image": "x", "restartPolicy": "Always"}]}}), ErrorType::Forbidden, "spec.containers[0].restartPolicy", None),
-            ("toleration", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "tolerations": [{"operator": "Equal", "value": "x"}]}}), ErrorType::Invalid, "spec.tolerations[0].operator", None),
-            ("toleration effect", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "tolerations": [{"key": "k", "effect": "Sometimes"}]}}), ErrorType::NotSupported, "spec.tolerations[0].effect", None),
-            ("node selector", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "nodeSelector": {"a": "-"}}}), ErrorType::Invalid, "spec.nodeSelector", None),
-            ("dns none", json!({"spec": {"dnsPolicy": "None", "containers": [{"name": "c", "image": "x"}]}}), ErrorType::Required, "spec.dnsConfig", None),
-            ("hostname", json!({"spec": {"hostname": "A", "containers": [{"name": "c", "image": "x"}]}}), ErrorType::Invalid, "spec.hostname", None),
-            ("image spaces", json!({"spec": {"containers": [{"name": "c", "image": " x"}]}}), ErrorType::Invalid, "spec.containers[0].image", None),
-            ("affinity", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}}}), ErrorType::Required, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms", None),
-            ("spread", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "topologySpreadConstraints": [{"maxSkew": 0, "topologyKey": "z", "whenUnsatisfiable": "DoNotSchedule"}]}}), ErrorType::Invalid, "spec.topologySpreadConstraints[0].maxSkew", None),
-            ("host network port", json!({"spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 80, "hostPort": 81}]}]}}), ErrorType::Invalid, "spec.containers[0].ports[0].hostPort", None),
-            ("key to path", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "secret": {"secretName": "s", "items": [{"key": "k", "path": "../x"}]}}]}}), ErrorType::Invalid, "spec.volumes[0].secret.items[0].path", None),
-            ("mode", json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "configMap": {"name": "s", "defaultMode": 1000}}]}}), ErrorType::Invalid, "spec.volumes[0].configMap.defaultMode", None),
+            (
+                "no containers",
+                json!({"spec": {"containers": []}}),
+                ErrorType::Required,
+                "spec.containers",
+                Some("spec.containers: Required value"),
+            ),
+            (
+                "no image",
+                json!({"spec": {"containers": [{"name": "c"}]}}),
+                ErrorType::Required,
+                "spec.containers[0].image",
+                Some("spec.containers[0].image: Required value"),
+            ),
+            (
+                "no name",
+                json!({"spec": {"containers": [{"image": "x"}]}}),
+                ErrorType::Required,
+                "spec.containers[0].name",
+                None,
+            ),
+            (
+                "bad name",
+                json!({"spec": {"containers": [{"name": "C", "image": "x"}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].name",
+                None,
+            ),
+            (
+                "dup name",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}, {"name": "c", "image": "x"}]}}),
+                ErrorType::Duplicate,
+                "spec.containers[1].name",
+                Some("spec.containers[1].name: Duplicate value: \"c\""),
+            ),
+            (
+                "init dup",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "initContainers": [{"name": "c", "image": "x"}]}}),
+                ErrorType::Duplicate,
+                "spec.initContainers[0].name",
+                None,
+            ),
+            (
+                "restart policy",
+                json!({"spec": {"restartPolicy": "Sometimes", "containers": [{"name": "c", "image": "x"}]}}),
+                ErrorType::NotSupported,
+                "spec.restartPolicy",
+                Some(
+                    "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
+                ),
+            ),
+            (
+                "dns policy",
+                json!({"spec": {"dnsPolicy": "Nope", "containers": [{"name": "c", "image": "x"}]}}),
+                ErrorType::NotSupported,
+                "spec.dnsPolicy",
+                None,
+            ),
+            (
+                "port range",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 70000}]}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].ports[0].containerPort",
+                Some(
+                    "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                ),
+            ),
+            (
+                "port missing",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"name": "http"}]}]}}),
+                ErrorType::Required,
+                "spec.containers[0].ports[0].containerPort",
+                None,
+            ),
+            (
+                "protocol",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 1, "protocol": "ICMP"}]}]}}),
+                ErrorType::NotSupported,
+                "spec.containers[0].ports[0].protocol",
+                Some(
+                    "spec.containers[0].ports[0].protocol: Unsupported value: \"ICMP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+                ),
+            ),
+            (
+                "host port",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 1, "hostPort": -1}]}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].ports[0].hostPort",
+                None,
+            ),
+            (
+                "host port clash",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 1, "hostPort": 80}]}, {"name": "d", "image": "x", "ports": [{"containerPort": 2, "hostPort": 80}]}]}}),
+                ErrorType::Duplicate,
+                "spec.containers[1].ports[0].hostPort",
+                Some("spec.containers[1].ports[0].hostPort: Duplicate value: \"TCP//80\""),
+            ),
+            (
+                "dup volume",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v"}, {"name": "v"}]}}),
+                ErrorType::Duplicate,
+                "spec.volumes[1].name",
+                None,
+            ),
+            (
+                "bad volume name",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "V_"}]}}),
+                ErrorType::Invalid,
+                "spec.volumes[0].name",
+                None,
+            ),
+            (
+                "two sources",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "emptyDir": {}, "secret": {"secretName": "s"}}]}}),
+                ErrorType::Forbidden,
+                "spec.volumes[0].secret",
+                None,
+            ),
+            (
+                "mount not found",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}]}}),
+                ErrorType::NotFound,
+                "spec.containers[0].volumeMounts[0].name",
+                Some("spec.containers[0].volumeMounts[0].name: Not found: \"x\""),
+            ),
+            (
+                "mount path",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "v", "mountPath": ""}]}], "volumes": [{"name": "v"}]}}),
+                ErrorType::Required,
+                "spec.containers[0].volumeMounts[0].mountPath",
+                None,
+            ),
+            (
+                "requests over limits",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].resources.requests",
+                Some(
+                    "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1",
+                ),
+            ),
+            (
+                "negative quantity",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "-1"}}}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].resources.requests[memory]",
+                None,
+            ),
+            (
+                "resource name",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"gpu": "1"}}}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].resources.requests[gpu]",
+                None,
+            ),
+            (
+                "extended needs limit",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"example.com/gpu": "1"}}}]}}),
+                ErrorType::Required,
+                "spec.containers[0].resources.limits",
+                None,
+            ),
+            (
+                "env name",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "A=B"}]}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].env[0].name",
+                None,
+            ),
+            (
+                "env required",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": ""}]}]}}),
+                ErrorType::Required,
+                "spec.containers[0].env[0].name",
+                None,
+            ),
+            (
+                "env field path",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.restartPolicy"}}}]}]}}),
+                ErrorType::NotSupported,
+                "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath",
+                None,
+            ),
+            (
+                "env two sources",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].env[0].valueFrom",
+                None,
+            ),
+            (
+                "deadline",
+                json!({"spec": {"activeDeadlineSeconds": 0, "containers": [{"name": "c", "image": "x"}]}}),
+                ErrorType::Invalid,
+                "spec.activeDeadlineSeconds",
+                Some("spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive"),
+            ),
+            (
+                "pull policy",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "imagePullPolicy": "Sometimes"}]}}),
+                ErrorType::NotSupported,
+                "spec.containers[0].imagePullPolicy",
+                None,
+            ),
+            (
+                "probe handler",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "livenessProbe": {}}]}}),
+                ErrorType::Required,
+                "spec.containers[0].livenessProbe",
+                None,
+            ),
+            (
+                "liveness success",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "livenessProbe": {"exec": {"command": ["x"]}, "successThreshold": 2}}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].livenessProbe.successThreshold",
+                None,
+            ),
+            (
+                "init probe",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "initContainers": [{"name": "i", "image": "x", "readinessProbe": {"exec": {"command": ["x"]}}}]}}),
+                ErrorType::Forbidden,
+                "spec.initContainers[0].readinessProbe",
+                None,
+            ),
+            (
+                "restart on regular",
+                json!({"spec": {"containers": [{"name": "c", "image": "x", "restartPolicy": "Always"}]}}),
+                ErrorType::Forbidden,
+                "spec.containers[0].restartPolicy",
+                None,
+            ),
+            (
+                "toleration",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "tolerations": [{"operator": "Equal", "value": "x"}]}}),
+                ErrorType::Invalid,
+                "spec.tolerations[0].operator",
+                None,
+            ),
+            (
+                "toleration effect",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "tolerations": [{"key": "k", "effect": "Sometimes"}]}}),
+                ErrorType::NotSupported,
+                "spec.tolerations[0].effect",
+                None,
+            ),
+            (
+                "node selector",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "nodeSelector": {"a": "-"}}}),
+                ErrorType::Invalid,
+                "spec.nodeSelector",
+                None,
+            ),
+            (
+                "dns none",
+                json!({"spec": {"dnsPolicy": "None", "containers": [{"name": "c", "image": "x"}]}}),
+                ErrorType::Required,
+                "spec.dnsConfig",
+                None,
+            ),
+            (
+                "hostname",
+                json!({"spec": {"hostname": "A", "containers": [{"name": "c", "image": "x"}]}}),
+                ErrorType::Invalid,
+                "spec.hostname",
+                None,
+            ),
+            (
+                "image spaces",
+                json!({"spec": {"containers": [{"name": "c", "image": " x"}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].image",
+                None,
+            ),
+            (
+                "affinity",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}}}),
+                ErrorType::Required,
+                "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
+                None,
+            ),
+            (
+                "spread",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "topologySpreadConstraints": [{"maxSkew": 0, "topologyKey": "z", "whenUnsatisfiable": "DoNotSchedule"}]}}),
+                ErrorType::Invalid,
+                "spec.topologySpreadConstraints[0].maxSkew",
+                None,
+            ),
+            (
+                "host network port",
+                json!({"spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 80, "hostPort": 81}]}]}}),
+                ErrorType::Invalid,
+                "spec.containers[0].ports[0].hostPort",
+                None,
+            ),
+            (
+                "key to path",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "secret": {"secretName": "s", "items": [{"key": "k", "path": "../x"}]}}]}}),
+                ErrorType::Invalid,
+                "spec.volumes[0].secret.items[0].path",
+                None,
+            ),
+            (
+                "mode",
+                json!({"spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "configMap": {"name": "s", "defaultMode": 1000}}]}}),
+                ErrorType::Invalid,
+                "spec.volumes[0].configMap.defaultMode",
+                None,
+            ),
         ];
         for (name, v, ty, field, text) in cases {
             let p = pod(v);
             let errs = errs_of(&p);
             assert!(has(&errs, ty, field), "{name}: wanted {ty:?} at {field}, got {errs:?}");
             if let Some(text) = text {
-                assert!(errs.iter().any(|e| e.to_string() == text), "{name}: wanted {text:?}, got {:?}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+                assert!(
+                    errs.iter().any(|e| e.to_string() == text),
+                    "{name}: wanted {text:?}, got {:?}",
+                    errs.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+                );
             }
         }
         assert!(errs_of(&pod(basic())).is_empty());
@@ -3085,7 +3631,10 @@ mod tests {
         assert!(with(&|v| v["spec"]["containers"][0]["image"] = json!("b")).is_empty());
         assert!(with(&|v| v["spec"]["activeDeadlineSeconds"] = json!(50)).is_empty());
         assert!(with(&|v| v["spec"]["tolerations"][0]["tolerationSeconds"] = json!(10)).is_empty());
-        assert!(with(&|v| v["spec"]["tolerations"].as_array_mut().unwrap().push(json!({"key": "x", "operator": "Exists"}))).is_empty());
+        assert!(
+            with(&|v| v["spec"]["tolerations"].as_array_mut().unwrap().push(json!({"key": "x", "operator": "Exists"})))
+                .is_empty()
+        );
         // Forbidden changes.
         let e = with(&|v| v["spec"]["restartPolicy"] = json!("Never"));
         assert!(has(&e, ErrorType::Forbidden, "spec"), "{e:?}");
@@ -3102,11 +3651,18 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let sel: LabelSelector = serde_json::from_value(json!({"matchLabels": {"a": "b"}, "matchExpressions": [{"key": "c", "operator": "In", "values": ["d"]}]})).unwrap();
-        let labels: BTreeMap<String, String> = [("a", "b"), ("c", "d")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let sel: LabelSelector = serde_json::from_value(
+            json!({"matchLabels": {"a": "b"}, "matchExpressions": [{"key": "c", "operator": "In", "values": ["d"]}]}),
+        )
+        .unwrap();
+        let labels: BTreeMap<String, String> =
+            [("a", "b"), ("c", "d")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         assert!(selector_matches(&sel, Some(&labels)));
         assert!(!selector_matches(&sel, None));
-        let bad: LabelSelector = serde_json::from_value(json!({"matchExpressions": [{"key": "c", "operator": "In"}, {"key": "d", "operator": "Is"}]})).unwrap();
+        let bad: LabelSelector = serde_json::from_value(
+            json!({"matchExpressions": [{"key": "c", "operator": "In"}, {"key": "d", "operator": "Is"}]}),
+        )
+        .unwrap();
         let errs = validate_label_selector(Some(&bad), &FieldPath::root("spec").child("selector"));
         assert!(has(&errs, ErrorType::Required, "spec.selector.matchExpressions[0].values"));
         assert!(has(&errs, ErrorType::Invalid, "spec.selector.matchExpressions[1].operator"));

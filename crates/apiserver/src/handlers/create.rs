@@ -49,7 +49,10 @@ pub async fn create_object(srv: &ApiServer, req: &ResourceRequest, obj: Value, d
     let stored = to_storage(res, obj)?;
     let key = object::key(res, namespace, &name);
     let kv = srv.store.create(&key, to_bytes(&stored)).await.map_err(|e| ApiError::from_store(e, gr(res), &name))?;
-    from_storage(res, from_kv(&kv)?)
+    // The stored bytes are exactly `stored`; only the revision is new.
+    let mut created = stored;
+    object::meta_mut(&mut created).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+    from_storage(res, created)
 }
 
 /// `POST .../<resource>`.

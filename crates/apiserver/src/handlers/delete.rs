@@ -166,6 +166,15 @@ async fn delete_one(srv: &ApiServer, req: &ResourceRequest, name: &str, opts: &D
         let is_namespace = res.group.is_empty() && res.plural == "namespaces";
         let ns_finalizers =
             obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        if is_namespace && already_deleting && ns_finalizers {
+            // Upstream's namespace REST: a repeated delete of a namespace that is still being
+            // emptied is refused until its spec finalizers are gone.
+            return Err(ApiError::conflict(
+                gr(res),
+                name,
+                "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+            ));
+        }
         let pod_grace = if res.group.is_empty() && res.plural == "pods" {
             let on_node = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
             let terminal = matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));

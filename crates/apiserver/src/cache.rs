@@ -357,3 +357,80 @@ impl WatchCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn cm(name: &str, labels: serde_json::Value) -> Bytes {
+        Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default", "labels": labels}
+            }))
+            .unwrap(),
+        )
+    }
+
+    async fn settle(cache: &WatchCache, store: &dyn Storage) {
+        assert!(cache.wait_for(store.current_revision(), Duration::from_secs(5)).await, "cache catches up");
+    }
+
+    #[tokio::test]
+    async fn follows_the_store_and_filters() {
+        let store = rudder_store::memory();
+        store.create("/registry/configmaps/default/a", cm("a", serde_json::json!({"app": "x"}))).await.unwrap();
+        let cache = WatchCache::start(store.clone()).await.unwrap();
+        let b = store.create("/registry/configmaps/default/b", cm("b", serde_json::json!({"app": "y"}))).await.unwrap();
+        store.create("/registry/configmaps/other/c", cm("c", serde_json::json!({}))).await.unwrap();
+        settle(&cache, &*store).await;
+
+        let all = cache.list(&Filter { prefix: "/registry/configmaps/".into(), ..Default::default() }, None, 0);
+        assert_eq!(all.items.len(), 3);
+        let obj = cache.get("/registry/configmaps/default/b").unwrap();
+        assert_eq!(obj.revision, b.mod_revision);
+        assert_eq!(obj.value()["metadata"]["resourceVersion"], b.mod_revision.to_string());
+
+        let by_label = Filter {
+            prefix: "/registry/configmaps/default/".into(),
+            labels: Some(LabelSelector::parse("app=y").unwrap()),
+            fields: None,
+        };
+        let page = cache.list(&by_label, None, 0);
+        assert_eq!(page.items.iter().map(|o| o.key.to_string()).collect::<Vec<_>>(), ["/registry/configmaps/default/b"]);
+
+        let by_name = Filter {
+            prefix: "/registry/configmaps/".into(),
+            labels: None,
+            fields: Some(FieldSelector::parse("metadata.name=c").unwrap()),
+        };
+        assert_eq!(cache.list(&by_name, None, 0).items.len(), 1);
+
+        let paged = cache.list(&Filter { prefix: "/registry/configmaps/".into(), ..Default::default() }, None, 2);
+        assert_eq!((paged.items.len(), paged.more, paged.remaining), (2, true, 1));
+    }
+
+    #[tokio::test]
+    async fn watches_replay_the_window_and_refuse_older_revisions() {
+        let store = rudder_store::memory();
+        let cache = WatchCache::start(store.clone()).await.unwrap();
+        let start = store.current_revision();
+        let a = store.create("/registry/configmaps/default/a", cm("a", serde_json::json!({}))).await.unwrap();
+        store.update("/registry/configmaps/default/a", a.mod_revision, cm("a", serde_json::json!({"v": "2"}))).await.unwrap();
+        store.delete("/registry/configmaps/default/a", None).await.unwrap();
+        settle(&cache, &*store).await;
+        let filter = Filter { prefix: "/registry/configmaps/".into(), ..Default::default() };
+        let Ok(w) = cache.watch(&filter, WatchStart::After(start)) else { panic!("window holds the start") };
+        let kinds: Vec<_> = w.backlog.iter().map(|e| e.event_type).collect();
+        assert_eq!(kinds, [CacheEventType::Added, CacheEventType::Modified, CacheEventType::Deleted]);
+        assert!(w.backlog[1].prev.is_some());
+        assert!(matches!(cache.watch(&filter, WatchStart::After(start - 1)), Err(WatchError::TooOld { .. })));
+
+        let Ok(mut live) = cache.watch(&filter, WatchStart::NowWithInitial) else { panic!("now always works") };
+        assert!(live.initial.is_empty());
+        let b = store.create("/registry/configmaps/default/b", cm("b", serde_json::json!({}))).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(5), live.receiver.recv()).await.unwrap().unwrap();
+        assert_eq!((ev.event_type, ev.revision()), (CacheEventType::Added, b.mod_revision));
+    }
+}

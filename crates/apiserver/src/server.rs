@@ -157,7 +157,11 @@ impl ApiServer {
         let verbose = parts.uri.query().is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
         match &route {
             Ok(Route::Health(which)) => return Ok(self.health(which, verbose)),
-            Ok(Route::Version) => return Ok(json_response(200, &handlers::discovery::version())),
+            Ok(Route::Version) => {
+                // Upstream indents this one document.
+                let body = serde_json::to_vec_pretty(&handlers::discovery::version()).expect("JSON values encode");
+                return Ok(bytes_response(200, Bytes::from(body)));
+            }
             _ => {}
         }
         let Some(user) = self.authenticate(&parts.headers, &conn) else {

@@ -71,8 +71,35 @@ pub fn prepare<T: ApiKind>(obj: Value, old: Option<&Value>, mode: Mode) -> Resul
             errors.extend(typed.validate_update(&old_typed));
         }
     }
-    let object = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let mut object = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    drop_empty_collections(&mut object);
     Ok(Prepared { object, errors })
+}
+
+/// Removes empty maps and lists that upstream's encoding omits (`omitempty`): metadata's
+/// labels, annotations, finalizers and owner references, and a ConfigMap's or Secret's data.
+/// Empty structs that carry meaning (`emptyDir: {}`, `securityContext: {}`) are left alone.
+fn drop_empty_collections(obj: &mut Value) {
+    let is_empty = |v: &Value| match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Null => true,
+        _ => false,
+    };
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["labels", "annotations", "finalizers", "ownerReferences", "managedFields"] {
+            if meta.get(field).is_some_and(is_empty) {
+                meta.remove(field);
+            }
+        }
+    }
+    if let Some(map) = obj.as_object_mut() {
+        for field in ["data", "binaryData", "stringData"] {
+            if map.get(field).is_some_and(is_empty) {
+                map.remove(field);
+            }
+        }
+    }
 }
 
 /// The hooks of one kind with its type erased, as stored in the catalog.
@@ -91,4 +118,22 @@ impl std::fmt::Debug for KindOps {
 /// The operations of `T`, for use in `static` catalog tables.
 pub const fn ops<T: ApiKind>() -> KindOps {
     KindOps { prepare: prepare::<T> }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+
+    #[test]
+    fn empty_metadata_maps_are_omitted_but_meaningful_empty_structs_stay() {
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {}, "annotations": {}}, "data": {}});
+        let p = prepare::<ConfigMap>(cm, None, Mode::Full).unwrap();
+        assert_eq!(p.object, serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}));
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [{"name": "v", "emptyDir": {}}]}});
+        let p = prepare::<Pod>(pod, None, Mode::Full).unwrap();
+        assert_eq!(p.object["spec"]["volumes"][0]["emptyDir"], serde_json::json!({}));
+        assert_eq!(p.object["spec"]["securityContext"], serde_json::json!({}));
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Key types: [`Storage`] (the trait every backend implements), [`KeyValue`], [`Event`],
 //! [`ListOptions`] / [`ListResult`], [`Error`]. Backends: [`open_embedded`] (the durable
-//! default: one redb file) and [`memory`] (for tests). Both run on the same in-memory MVCC
+//! default: a redb file with its write-ahead log) and [`memory`] (for tests). Both run on the same in-memory MVCC
 //! engine (`engine.rs`); the embedded backend makes every batch of writes durable with one
 //! commit before acknowledging any of them (group commit). [`guaranteed_update`] is the
 //! compare-and-swap retry loop the REST layer builds updates on.

@@ -1,34 +1,165 @@
-//! The embedded durable backend: every version of every key in one redb file.
+//! The embedded durable backend: a redb file holding every version of every key, and a
+//! write-ahead log beside it (`<file>-wal`, as SQLite's WAL mode keeps one).
 //!
-//! Table `versions` maps `(key, revision)` to `create_revision (8 bytes, little endian) ·
-//! tag (1 byte: 0 tombstone, 1 value) · value`. Table `meta` keeps the newest and the compacted
-//! revision. Each engine batch is one write transaction with immediate durability, so an
-//! acknowledged write survives a crash; compaction deletes the versions it drops, and redb
-//! reuses their pages, so the file stays bounded under steady churn.
+//! A batch is durable once its log frame is written and `fdatasync`ed: one small sequential
+//! write per batch, whatever its size. The same batch also goes into redb in a transaction
+//! without its own flush, which costs little. Every [`CHECKPOINT_BYTES`] of log or
+//! [`CHECKPOINT_INTERVAL`], one flushing redb commit makes all of those transactions durable at
+//! once and the log starts over. On open, redb comes back at its last flushed commit and the
+//! log's frames after it are replayed; a frame torn by a crash fails its checksum and ends the
+//! replay (its batch was never acknowledged, as acknowledgement waits for the flush).
+//!
+//! redb layout: table `versions` maps `(key, revision)` to `create_revision (8 bytes LE) · tag
+//! (1 byte: 0 tombstone, 1 value) · value`; table `meta` keeps the newest and the compacted
+//! revision. Compaction deletes dropped versions and redb reuses their pages, so the file stays
+//! bounded under steady churn.
 
 use crate::engine::{Loaded, Persist, Record};
 use crate::{Error, Result, Revision};
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::path::Path;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
 
+/// Log size after which redb is flushed and the log restarted.
+const CHECKPOINT_BYTES: u64 = 64 << 20;
+/// Longest time between checkpoints while writes keep coming.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
+
 fn backend<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Backend(format!("{what}: {e}"))
 }
 
-/// The redb file and its handle.
+/// The redb file, its log, and checkpoint bookkeeping.
 pub(crate) struct RedbPersist {
     db: Database,
+    wal: File,
+    wal_path: PathBuf,
+    wal_bytes: u64,
+    last_checkpoint: Instant,
+}
+
+fn encode_value(rec: &Record) -> Vec<u8> {
+    let value = rec.value.as_deref().unwrap_or_default();
+    let mut buf = Vec::with_capacity(9 + value.len());
+    buf.extend_from_slice(&rec.create_revision.to_le_bytes());
+    buf.push(u8::from(rec.value.is_some()));
+    buf.extend_from_slice(value);
+    buf
+}
+
+fn decode_value(key: &str, revision: Revision, raw: &[u8]) -> Result<Record> {
+    if raw.len() < 9 {
+        return Err(Error::Backend(format!("corrupt record for {key} at revision {revision}")));
+    }
+    let create_revision = u64::from_le_bytes(raw[..8].try_into().expect("eight bytes"));
+    let value = (raw[8] == 1).then(|| Bytes::copy_from_slice(&raw[9..]));
+    Ok(Record { key: Arc::from(key), revision, create_revision, value })
+}
+
+/// FNV-1a, 64 bits: enough to tell a torn frame from a whole one.
+fn checksum(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// One log frame: `len u32 · checksum u64 · payload`, payload = `count u32` then per record
+/// `key_len u32 · key · revision u64 · create_revision u64 · tag u8 · value_len u32 · value`.
+fn encode_frame(records: &[Record]) -> Vec<u8> {
+    let size: usize = records.iter().map(|r| 25 + r.key.len() + r.value.as_ref().map_or(0, |v| v.len())).sum();
+    let mut payload = Vec::with_capacity(4 + size);
+    payload.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    for r in records {
+        payload.extend_from_slice(&(r.key.len() as u32).to_le_bytes());
+        payload.extend_from_slice(r.key.as_bytes());
+        payload.extend_from_slice(&r.revision.to_le_bytes());
+        payload.extend_from_slice(&r.create_revision.to_le_bytes());
+        payload.push(u8::from(r.value.is_some()));
+        let v = r.value.as_deref().unwrap_or_default();
+        payload.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        payload.extend_from_slice(v);
+    }
+    let mut frame = Vec::with_capacity(12 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&checksum(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("eight bytes")))
+    }
+}
+
+fn decode_payload(payload: &[u8]) -> Option<Vec<Record>> {
+    let mut c = Cursor(payload);
+    let count = c.u32()? as usize;
+    let mut out = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        let key_len = c.u32()? as usize;
+        let key = std::str::from_utf8(c.take(key_len)?).ok()?;
+        let revision = c.u64()?;
+        let create_revision = c.u64()?;
+        let tag = c.take(1)?[0];
+        let len = c.u32()? as usize;
+        let value = c.take(len)?;
+        out.push(Record {
+            key: Arc::from(key),
+            revision,
+            create_revision,
+            value: (tag == 1).then(|| Bytes::copy_from_slice(value)),
+        });
+    }
+    Some(out)
+}
+
+/// Reads whole frames from the start of the log; stops at the first torn or corrupt one.
+fn read_frames(bytes: &[u8]) -> Vec<Record> {
+    let mut c = Cursor(bytes);
+    let mut out = Vec::new();
+    loop {
+        let Some(len) = c.u32() else { break };
+        let Some(sum) = c.u64() else { break };
+        let Some(payload) = c.take(len as usize) else { break };
+        if checksum(payload) != sum {
+            break;
+        }
+        match decode_payload(payload) {
+            Some(records) => out.extend(records),
+            None => break,
+        }
+    }
+    out
 }
 
 impl RedbPersist {
-    /// Opens or creates the database file, making sure both tables exist.
+    /// Opens or creates the database file and its log, making sure both tables exist.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::Backend(format!("cannot create {}: {e}", dir.display())))?;
@@ -43,51 +174,27 @@ impl RedbPersist {
             tx.open_table(META).map_err(backend("open meta"))?;
         }
         tx.commit().map_err(backend("commit"))?;
-        Ok(RedbPersist { db })
-    }
-}
-
-fn encode(rec: &Record) -> Vec<u8> {
-    let value = rec.value.as_deref().unwrap_or_default();
-    let mut buf = Vec::with_capacity(9 + value.len());
-    buf.extend_from_slice(&rec.create_revision.to_le_bytes());
-    buf.push(u8::from(rec.value.is_some()));
-    buf.extend_from_slice(value);
-    buf
-}
-
-fn decode(key: &str, revision: Revision, raw: &[u8]) -> Result<Record> {
-    if raw.len() < 9 {
-        return Err(Error::Backend(format!("corrupt record for {key} at revision {revision}")));
-    }
-    let create_revision = u64::from_le_bytes(raw[..8].try_into().expect("eight bytes"));
-    let value = (raw[8] == 1).then(|| Bytes::copy_from_slice(&raw[9..]));
-    Ok(Record { key: Arc::from(key), revision, create_revision, value })
-}
-
-impl Persist for RedbPersist {
-    fn load(&mut self) -> Result<Loaded> {
-        let tx = self.db.begin_read().map_err(backend("begin read"))?;
-        let meta = tx.open_table(META).map_err(backend("open meta"))?;
-        let get = |name: &str| -> Result<u64> {
-            Ok(meta.get(name).map_err(backend("read meta"))?.map(|v| v.value()).unwrap_or(0))
-        };
-        let mut loaded = Loaded { revision: get(META_REVISION)?.max(1), compacted: get(META_COMPACTED)?, records: Vec::new() };
-        let versions = tx.open_table(VERSIONS).map_err(backend("open versions"))?;
-        for row in versions.iter().map_err(backend("scan versions"))? {
-            let (k, v) = row.map_err(backend("scan versions"))?;
-            let (key, revision) = k.value();
-            loaded.records.push(decode(key, revision, v.value())?);
-        }
-        Ok(loaded)
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal_path = PathBuf::from(wal_path);
+        let wal = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&wal_path)
+            .map_err(|e| Error::Backend(format!("cannot open the store log {}: {e}", wal_path.display())))?;
+        Ok(RedbPersist { db, wal, wal_path, wal_bytes: 0, last_checkpoint: Instant::now() })
     }
 
-    fn commit(&mut self, records: &[Record], revision: Revision) -> Result<()> {
-        let tx = self.db.begin_write().map_err(backend("begin write"))?;
+    fn write_to_db(&self, records: &[Record], revision: Revision, durability: Durability) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(backend("begin write"))?;
+        tx.set_durability(durability).map_err(backend("set durability"))?;
         {
             let mut versions = tx.open_table(VERSIONS).map_err(backend("open versions"))?;
             for rec in records {
-                versions.insert((&*rec.key, rec.revision), encode(rec).as_slice()).map_err(backend("write version"))?;
+                versions
+                    .insert((&*rec.key, rec.revision), encode_value(rec).as_slice())
+                    .map_err(backend("write version"))?;
             }
             let mut meta = tx.open_table(META).map_err(backend("open meta"))?;
             meta.insert(META_REVISION, revision).map_err(backend("write meta"))?;
@@ -95,8 +202,66 @@ impl Persist for RedbPersist {
         tx.commit().map_err(backend("commit"))
     }
 
-    fn compact(&mut self, removed: &[(Arc<str>, Revision)], compacted: Revision) -> Result<()> {
+    /// Flushes redb (making every earlier unflushed commit durable) and empties the log.
+    fn checkpoint(&mut self) -> Result<()> {
         let tx = self.db.begin_write().map_err(backend("begin write"))?;
+        tx.commit().map_err(backend("checkpoint commit"))?;
+        self.wal.set_len(0).map_err(backend("truncate the store log"))?;
+        self.wal.sync_all().map_err(backend("sync the store log"))?;
+        self.wal_bytes = 0;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+}
+
+impl Persist for RedbPersist {
+    fn load(&mut self) -> Result<Loaded> {
+        let mut loaded = {
+            let tx = self.db.begin_read().map_err(backend("begin read"))?;
+            let meta = tx.open_table(META).map_err(backend("open meta"))?;
+            let get = |name: &str| -> Result<u64> {
+                Ok(meta.get(name).map_err(backend("read meta"))?.map(|v| v.value()).unwrap_or(0))
+            };
+            let mut loaded =
+                Loaded { revision: get(META_REVISION)?.max(1), compacted: get(META_COMPACTED)?, records: Vec::new() };
+            let versions = tx.open_table(VERSIONS).map_err(backend("open versions"))?;
+            for row in versions.iter().map_err(backend("scan versions"))? {
+                let (k, v) = row.map_err(backend("scan versions"))?;
+                let (key, revision) = k.value();
+                loaded.records.push(decode_value(key, revision, v.value())?);
+            }
+            loaded
+        };
+        // Replays acknowledged batches that redb had not flushed yet.
+        let mut bytes = Vec::new();
+        let mut f = File::open(&self.wal_path).map_err(backend("open the store log"))?;
+        f.read_to_end(&mut bytes).map_err(backend("read the store log"))?;
+        let replay: Vec<Record> = read_frames(&bytes).into_iter().filter(|r| r.revision > loaded.revision).collect();
+        if let Some(newest) = replay.iter().map(|r| r.revision).max() {
+            self.write_to_db(&replay, newest, Durability::Immediate)?;
+            loaded.revision = newest;
+            loaded.records.extend(replay);
+        }
+        self.checkpoint()?;
+        Ok(loaded)
+    }
+
+    fn commit(&mut self, records: &[Record], revision: Revision) -> Result<()> {
+        let frame = encode_frame(records);
+        self.wal.write_all(&frame).map_err(backend("append to the store log"))?;
+        self.wal.sync_data().map_err(backend("sync the store log"))?;
+        self.wal_bytes += frame.len() as u64;
+        self.write_to_db(records, revision, Durability::None)?;
+        if self.wal_bytes >= CHECKPOINT_BYTES || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self, removed: &[(Arc<str>, Revision)], compacted: Revision) -> Result<()> {
+        // Compaction need not be in the log: losing it in a crash only keeps history longer.
+        let mut tx = self.db.begin_write().map_err(backend("begin write"))?;
+        tx.set_durability(Durability::None).map_err(backend("set durability"))?;
         {
             let mut versions = tx.open_table(VERSIONS).map_err(backend("open versions"))?;
             for (key, revision) in removed {
@@ -105,6 +270,79 @@ impl Persist for RedbPersist {
             let mut meta = tx.open_table(META).map_err(backend("open meta"))?;
             meta.insert(META_COMPACTED, compacted).map_err(backend("write meta"))?;
         }
-        tx.commit().map_err(backend("commit"))
+        tx.commit().map_err(backend("commit"))?;
+        self.checkpoint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, revision: u64, value: Option<&str>) -> Record {
+        Record { key: Arc::from(key), revision, create_revision: 1, value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())) }
+    }
+
+    #[test]
+    fn log_frames_round_trip_and_stop_at_a_torn_frame() {
+        let a = encode_frame(&[rec("/a", 2, Some("x")), rec("/b", 3, None)]);
+        let b = encode_frame(&[rec("/c", 4, Some("yy"))]);
+        let mut log = [a.clone(), b.clone()].concat();
+        let all = read_frames(&log);
+        assert_eq!(all.iter().map(|r| (r.key.to_string(), r.revision)).collect::<Vec<_>>(), [("/a".into(), 2), ("/b".into(), 3), ("/c".into(), 4)]);
+        assert_eq!(all[1].value, None);
+        log.truncate(a.len() + b.len() - 1);
+        assert_eq!(read_frames(&log).len(), 2, "a torn last frame is dropped");
+        let mut flipped = [a.clone(), b].concat();
+        let at = a.len() + 15;
+        flipped[at] ^= 0xff;
+        assert_eq!(read_frames(&flipped).len(), 2, "a corrupt frame ends the replay");
+    }
+
+    #[test]
+    fn unflushed_batches_come_back_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let mut p = RedbPersist::open(&path).unwrap();
+            p.load().unwrap();
+            p.commit(&[rec("/k", 2, Some("v2"))], 2).unwrap();
+            p.commit(&[rec("/k", 3, Some("v3")), rec("/j", 4, Some("j"))], 4).unwrap();
+            // Dropped without a checkpoint: redb's last flushed commit predates both batches.
+        }
+        let mut p = RedbPersist::open(&path).unwrap();
+        let loaded = p.load().unwrap();
+        assert_eq!(loaded.revision, 4);
+        let mut got: Vec<_> = loaded.records.iter().map(|r| (r.key.to_string(), r.revision)).collect();
+        got.sort();
+        assert_eq!(got, [("/j".into(), 4), ("/k".into(), 2), ("/k".into(), 3)]);
+        assert_eq!(std::fs::metadata(dir.path().join("state.db-wal")).unwrap().len(), 0, "the log restarts after replay");
+    }
+
+    #[test]
+    fn frames_only_in_the_log_are_replayed_into_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let mut p = RedbPersist::open(&path).unwrap();
+            p.load().unwrap();
+            p.commit(&[rec("/k", 2, Some("v2"))], 2).unwrap();
+            p.checkpoint().unwrap();
+        }
+        // A batch that reached the log but not the file, as after a crash.
+        let frame = encode_frame(&[rec("/k", 3, None), rec("/n", 5, Some("new"))]);
+        std::fs::OpenOptions::new().append(true).open(dir.path().join("state.db-wal")).unwrap().write_all(&frame).unwrap();
+        {
+            let mut p = RedbPersist::open(&path).unwrap();
+            let loaded = p.load().unwrap();
+            assert_eq!(loaded.revision, 5);
+            assert_eq!(loaded.records.len(), 3);
+        }
+        // After the replay the file itself holds them.
+        let mut p = RedbPersist::open(&path).unwrap();
+        let loaded = p.load().unwrap();
+        assert_eq!(loaded.revision, 5);
+        assert!(loaded.records.iter().any(|r| &*r.key == "/n" && r.value.as_deref() == Some(&b"new"[..])));
+        assert!(loaded.records.iter().any(|r| &*r.key == "/k" && r.revision == 3 && r.value.is_none()));
     }
 }

@@ -274,11 +274,21 @@ pub fn prepare_update(res: &Resource, kind: &str, subresource: Option<&str>, old
     {
         let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
         let meta = meta_mut(&mut obj);
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for field in ["uid", "creationTimestamp", "generation"] {
             match old_meta.get(field) {
                 Some(v) => meta.insert(field.into(), v.clone()),
                 None => meta.remove(field),
             };
+        }
+        // As upstream's BeforeUpdate: a deletionTimestamp on both sides keeps the old value and
+        // a missing deletionGracePeriodSeconds keeps the old one; adding, removing or changing
+        // either is left for validation to refuse.
+        let present = |m: &Map<String, Value>, f: &str| m.get(f).is_some_and(|v| !v.is_null());
+        if present(&old_meta, "deletionTimestamp") && present(meta, "deletionTimestamp") {
+            meta.insert("deletionTimestamp".into(), old_meta["deletionTimestamp"].clone());
+        }
+        if present(&old_meta, "deletionGracePeriodSeconds") && !present(meta, "deletionGracePeriodSeconds") {
+            meta.insert("deletionGracePeriodSeconds".into(), old_meta["deletionGracePeriodSeconds"].clone());
         }
         meta.insert("resourceVersion".into(), old_meta.get("resourceVersion").cloned().unwrap_or(Value::Null));
         meta.remove("selfLink");

@@ -109,6 +109,10 @@ pub fn route(method: &Method, path: &str, watch_param: bool) -> ApiResult<Route>
         ["watch", r @ ..] => (r, true),
         r => (r, false),
     };
+    if legacy_watch && !matches!(*method, Method::GET | Method::HEAD) {
+        // The `/watch/` paths only serve reads.
+        return Err(ApiError::method_not_allowed());
+    }
     let mut namespace = None;
     if rest.first() == Some(&"namespaces") && rest.len() > 1 {
         namespace = Some(rest[1].to_string());
@@ -142,7 +146,10 @@ pub fn route(method: &Method, path: &str, watch_param: bool) -> ApiResult<Route>
         Method::GET | Method::HEAD => {
             if watch_param || legacy_watch { Verb::Watch } else { Verb::List }
         }
-        Method::POST => Verb::Create,
+        // Creates go to a collection (or to a subresource such as `binding`); replacing and
+        // patching need an object. Anything else is not served, as upstream's routes.
+        Method::POST if name.is_none() || sub.is_some() => Verb::Create,
+        Method::PUT | Method::PATCH if name.is_none() => return Err(ApiError::method_not_allowed()),
         Method::PUT => Verb::Update,
         Method::PATCH => Verb::Patch,
         Method::DELETE if name.is_some() => Verb::Delete,
@@ -304,6 +311,13 @@ mod tests {
         assert_eq!(route(&Method::GET, "/api/v1/namespaces/a/nodes/x", false).unwrap_err().code, 404);
         assert_eq!(route(&Method::POST, "/api/v1/pods", false).unwrap_err().code, 405);
         assert_eq!(route(&Method::GET, "/api/v1/namespaces/a/pods/x/nonsense", false).unwrap_err().code, 404);
+        assert_eq!(route(&Method::POST, "/api/v1/namespaces/a/configmaps/x", false).unwrap_err().code, 405);
+        assert_eq!(route(&Method::POST, "/api/v1/namespaces/x", false).unwrap_err().code, 405);
+        assert_eq!(route(&Method::PUT, "/api/v1/namespaces/a/configmaps", false).unwrap_err().code, 405);
+        assert_eq!(route(&Method::PATCH, "/apis/apps/v1/namespaces/a/deployments", false).unwrap_err().code, 405);
+        assert_eq!(res(Method::POST, "/api/v1/namespaces/a/pods/x/binding").verb, Verb::Create);
+        assert_eq!(route(&Method::DELETE, "/api/v1/watch/namespaces/a/configmaps/x", false).unwrap_err().code, 405);
+        assert_eq!(route(&Method::POST, "/api/v1/watch/namespaces/a/configmaps", false).unwrap_err().code, 405);
     }
 
     #[test]

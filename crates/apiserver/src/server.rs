@@ -52,15 +52,22 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Reads the whole body, refusing more than [`MAX_BODY`].
+    /// Reads the whole body, refusing more than [`MAX_BODY`] (what is left of a refused body
+    /// stays for [`drain`]).
     pub async fn body_bytes(&mut self) -> ApiResult<Bytes> {
-        let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
-        let limited = http_body_util::Limited::new(body, MAX_BODY);
-        match limited.collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
-            Err(e) => Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+        let Some(mut body) = self.body.take() else { return Ok(Bytes::new()) };
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > MAX_BODY {
+                    self.body = Some(body);
+                    return Err(ApiError::too_large(MAX_BODY));
+                }
+                buf.extend_from_slice(&data);
+            }
         }
+        Ok(buf.freeze())
     }
 
     /// The media type of the body, without parameters (`application/json` when absent).
@@ -85,6 +92,29 @@ impl Ctx {
         }
         decode_json(&bytes)
     }
+}
+
+/// How much of an unread request body is read and discarded before answering; beyond it the
+/// connection is simply closed.
+const DRAIN_LIMIT: usize = 4 * MAX_BODY;
+/// How long reading an unread request body may take before answering anyway.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and discards what a handler left of a request body (an early error, a refused
+/// oversized body), within [`DRAIN_LIMIT`] and [`DRAIN_TIME`]. Closing a connection with
+/// unread data makes the kernel reset it, and the client would lose the answer; a drained
+/// HTTP/1.1 connection also stays usable for the next request.
+async fn drain(mut body: hyper::body::Incoming) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Parses JSON, reporting errors as upstream's decoder does (400).
@@ -152,11 +182,30 @@ impl ApiServer {
 
     async fn dispatch(self: Arc<Self>, req: Request<hyper::body::Incoming>, conn: Arc<ConnInfo>) -> ApiResult<Response<Body>> {
         let (parts, body) = req.into_parts();
+        let mut unread = Some(body);
+        let result = self.serve_request(parts, &mut unread, &conn).await;
+        if let Some(body) = unread {
+            drain(body).await;
+        }
+        result
+    }
+
+    /// Routes, authenticates and serves one request. A body the handler leaves unread stays
+    /// in `body` for [`drain`].
+    async fn serve_request(
+        &self,
+        parts: http::request::Parts,
+        body: &mut Option<hyper::body::Incoming>,
+        conn: &ConnInfo,
+    ) -> ApiResult<Response<Body>> {
         let query = Query::parse(parts.uri.query())?;
         let route = route(&parts.method, parts.uri.path(), query.watch);
         let verbose = parts.uri.query().is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
         match &route {
             Ok(Route::Health(which)) => return Ok(self.health(which, verbose)),
+            Ok(Route::Version) if !matches!(parts.method, http::Method::GET | http::Method::HEAD) => {
+                return Err(ApiError::method_not_allowed());
+            }
             Ok(Route::Version) => {
                 // Upstream indents this one document.
                 let body = serde_json::to_vec_pretty(&handlers::discovery::version()).expect("JSON values encode");
@@ -164,19 +213,28 @@ impl ApiServer {
             }
             _ => {}
         }
-        let Some(user) = self.authenticate(&parts.headers, &conn) else {
+        let Some(user) = self.authenticate(&parts.headers, conn) else {
             return Err(ApiError::unauthorized());
         };
         let route = route?;
-        let mut ctx = Ctx { query, user, headers: parts.headers, body: Some(body) };
-        match route {
+        // Discovery documents are only read.
+        let read_only = matches!(parts.method, http::Method::GET | http::Method::HEAD);
+        let document = |doc: ApiResult<Value>| match doc {
+            Ok(v) if read_only => Ok(json_response(200, &v)),
+            Ok(_) => Err(ApiError::method_not_allowed()),
+            Err(e) => Err(e),
+        };
+        let mut ctx = Ctx { query, user, headers: parts.headers, body: body.take() };
+        let result = match route {
             Route::Health(_) | Route::Version => unreachable!("answered before authentication"),
-            Route::LegacyRoot => Ok(json_response(200, &handlers::discovery::legacy_root(&self.advertise))),
-            Route::GroupsRoot => Ok(json_response(200, &handlers::discovery::groups_root(&self.advertise))),
-            Route::Group(g) => handlers::discovery::group(&g, &self.advertise).map(|v| json_response(200, &v)),
-            Route::GroupVersion(g, v) => handlers::discovery::group_version(&g, &v).map(|v| json_response(200, &v)),
-            Route::Resource(r) => handlers::handle(&self, r, &mut ctx).await,
-        }
+            Route::LegacyRoot => document(Ok(handlers::discovery::legacy_root(&self.advertise))),
+            Route::GroupsRoot => document(Ok(handlers::discovery::groups_root(&self.advertise))),
+            Route::Group(g) => document(handlers::discovery::group(&g, &self.advertise)),
+            Route::GroupVersion(g, v) => document(handlers::discovery::group_version(&g, &v)),
+            Route::Resource(r) => handlers::handle(self, r, &mut ctx).await,
+        };
+        *body = ctx.body.take();
+        result
     }
 
     fn health(&self, which: &str, verbose: bool) -> Response<Body> {

@@ -219,7 +219,7 @@ where
     }
 }
 
-/// Opens (or creates) the embedded durable store: a single redb file at `path`.
+/// Opens (or creates) the embedded durable store: a redb file at `path` and its log beside it.
 pub fn open_embedded(path: &Path, config: EngineConfig) -> Result<Arc<dyn Storage>> {
     let persist = redb_backend::RedbPersist::open(path)?;
     Ok(engine::Engine::start(Box::new(persist), config)?)

@@ -43,11 +43,15 @@ pub async fn create_object(srv: &ApiServer, req: &ResourceRequest, obj: Value, d
     if let Some(ns) = namespace {
         check_namespace(srv, res, ns, &name).await?;
     }
+    let key = object::key(res, namespace, &name);
     if dry_run {
+        // A dry run goes as far as the store would: an existing object still conflicts.
+        if srv.store.get(&key).await.map_err(|e| ApiError::from_store(e, gr(res), &name))?.is_some() {
+            return Err(ApiError::already_exists(gr(res), &name));
+        }
         return Ok(obj);
     }
     let stored = to_storage(res, obj)?;
-    let key = object::key(res, namespace, &name);
     let kv = srv.store.create(&key, to_bytes(&stored)).await.map_err(|e| ApiError::from_store(e, gr(res), &name))?;
     // The stored bytes are exactly `stored`; only the revision is new.
     let mut created = stored;

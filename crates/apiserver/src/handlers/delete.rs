@@ -236,12 +236,19 @@ async fn delete_one(srv: &ApiServer, req: &ResourceRequest, name: &str, opts: &D
     }
 }
 
+/// Namespaces that can never be deleted.
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
 /// `DELETE .../<resource>/<name>`.
 pub async fn delete(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
     let name = req.name.clone().unwrap_or_default();
     let body = ctx.body_bytes().await?;
     let opts = parse_options(&body, ctx)?;
+    if res.group.is_empty() && res.plural == "namespaces" && IMMORTAL_NAMESPACES.contains(&name.as_str()) {
+        // Upstream's NamespaceLifecycle admission keeps the system namespaces.
+        return Err(ApiError::forbidden(gr(res), &name, "this namespace may not be deleted"));
+    }
     match delete_one(srv, req, &name, &opts).await? {
         Outcome::Pending(obj) => Ok(json_response(200, &obj)),
         Outcome::Removed(obj) if returns_object(res.plural) => Ok(json_response(200, &obj)),

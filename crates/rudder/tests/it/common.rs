@@ -138,3 +138,15 @@ pub fn kubectl_path() -> PathBuf {
     }
     candidates.into_iter().find(|p| p.exists()).expect("kubectl 1.32 is installed (set KUBECTL to its path)")
 }
+
+impl TestServer {
+    /// Like [`TestServer::client`], but without kube-rs's automatic retries of 429, 503 and
+    /// 504 answers, so tests see every answer as the server gave it.
+    pub async fn client_without_retries(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig parses");
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig loads");
+        config.default_retry = false;
+        kube::Client::try_from(config).expect("client builds")
+    }
+}

@@ -1,4 +1,8 @@
 //! Black-box tests: the real `rudder` binary on port 0 with a temporary data dir, driven by
 //! kube-rs, raw HTTP and the real kubectl. One test binary for the whole suite.
 
+mod api;
 mod common;
+mod fuzz;
+mod kubectl;
+mod lifecycle;

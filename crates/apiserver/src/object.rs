@@ -51,12 +51,16 @@ pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
 
 /// Encodes an object for the store (without `resourceVersion`, which the store assigns).
 pub fn to_bytes(obj: &Value) -> Bytes {
-    let mut obj = obj.clone();
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
+    let server_set = |m: &Map<String, Value>| m.contains_key("resourceVersion") || m.contains_key("selfLink");
+    if obj.get("metadata").and_then(Value::as_object).is_some_and(server_set) {
+        let mut obj = obj.clone();
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("selfLink");
+        }
+        return Bytes::from(serde_json::to_vec(&obj).expect("JSON values always encode"));
     }
-    Bytes::from(serde_json::to_vec(&obj).expect("JSON values always encode"))
+    Bytes::from(serde_json::to_vec(obj).expect("JSON values always encode"))
 }
 
 /// Converts an object in the served version of `res` to its storage version.

@@ -34,7 +34,9 @@ impl Authenticator {
             let _uid = fields.next();
             let mut groups: Vec<String> = fields
                 .next()
-                .map(|g| g.trim_matches('"').split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .map(|g| {
+                    g.trim_matches('"').split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                })
                 .unwrap_or_default();
             groups.push("system:authenticated".into());
             tokens.insert(token.trim().to_string(), User { name: user.trim().to_string(), groups });

@@ -398,7 +398,10 @@ mod tests {
             fields: None,
         };
         let page = cache.list(&by_label, None, 0);
-        assert_eq!(page.items.iter().map(|o| o.key.to_string()).collect::<Vec<_>>(), ["/registry/configmaps/default/b"]);
+        assert_eq!(
+            page.items.iter().map(|o| o.key.to_string()).collect::<Vec<_>>(),
+            ["/registry/configmaps/default/b"]
+        );
 
         let by_name = Filter {
             prefix: "/registry/configmaps/".into(),
@@ -417,7 +420,10 @@ mod tests {
         let cache = WatchCache::start(store.clone()).await.unwrap();
         let start = store.current_revision();
         let a = store.create("/registry/configmaps/default/a", cm("a", serde_json::json!({}))).await.unwrap();
-        store.update("/registry/configmaps/default/a", a.mod_revision, cm("a", serde_json::json!({"v": "2"}))).await.unwrap();
+        store
+            .update("/registry/configmaps/default/a", a.mod_revision, cm("a", serde_json::json!({"v": "2"})))
+            .await
+            .unwrap();
         store.delete("/registry/configmaps/default/a", None).await.unwrap();
         settle(&cache, &*store).await;
         let filter = Filter { prefix: "/registry/configmaps/".into(), ..Default::default() };

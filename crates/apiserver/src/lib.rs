@@ -113,10 +113,13 @@ async fn bootstrap_namespaces(store: &dyn rudder_store::Storage) -> Result<()> {
 /// Starts the API server and returns once it is ready to serve (kubeconfig written).
 pub async fn start(config: Config) -> Result<Running> {
     if config.datastore_endpoint.is_some() {
-        bail!("--datastore-endpoint (etcd) is not supported yet; leave it out to use the embedded store in the data dir");
+        bail!(
+            "--datastore-endpoint (etcd) is not supported yet; leave it out to use the embedded store in the data dir"
+        );
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data dir {}; pass --data-dir to use another", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!("cannot create the data dir {}; pass --data-dir to use another", config.data_dir.display())
+    })?;
     let pki = pki::ensure(&config.data_dir, &[config.bind_address.to_string()])?;
     let db = config.data_dir.join("db").join("state.db");
     let store = rudder_store::open_embedded(&db, rudder_store::EngineConfig::default())

@@ -76,7 +76,8 @@ pub fn from_storage(res: &Resource, obj: Value) -> ApiResult<Value> {
     if res.api_version() == res.storage_version {
         return Ok(obj);
     }
-    rudder_api::convert::convert(obj, &res.api_version()).map_err(|e| ApiError::internal(format!("conversion failed: {e}")))
+    rudder_api::convert::convert(obj, &res.api_version())
+        .map_err(|e| ApiError::internal(format!("conversion failed: {e}")))
 }
 
 /// Parses a `resourceVersion` text.

@@ -78,7 +78,8 @@ pub fn ensure(data_dir: &Path, hosts: &[String]) -> Result<Pki> {
         dn.push(DnType::CommonName, format!("rudder-ca@{}", chrono::Utc::now().timestamp()));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         validity(&mut params, 10);
         let cert = params.self_signed(&key).context("cannot sign the CA certificate")?;
         write_private(&ca_key, &key.serialize_pem())?;
@@ -90,7 +91,14 @@ pub fn ensure(data_dir: &Path, hosts: &[String]) -> Result<Pki> {
     let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_keypair).context("the CA certificate cannot be read")?;
 
     // Serving certificate, made anew each start.
-    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
+    let mut names: Vec<String> = vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+    ];
     if let Ok(h) = fs::read_to_string("/proc/sys/kernel/hostname") {
         let h = h.trim().to_string();
         if !h.is_empty() {

@@ -193,10 +193,11 @@ pub fn prepare_create(res: &Resource, kind: &str, url_namespace: Option<&str>, m
             meta.remove("generation");
         }
     }
-    if has_status(res) && res.plural != "nodes" {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+    if has_status(res)
+        && res.plural != "nodes"
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
     }
     kind_hooks(res, &mut obj, true);
     let name = meta_str(&obj, "name").to_string();
@@ -226,7 +227,13 @@ fn without_meta_and_status(obj: &Value) -> Value {
 /// Prepares an update: `old` is the current object (served version, with its
 /// `resourceVersion`), `new` what the client sent (type-checked, namespace set). Returns the
 /// object to store.
-pub fn prepare_update(res: &Resource, kind: &str, subresource: Option<&str>, old: &Value, new: Value) -> ApiResult<Value> {
+pub fn prepare_update(
+    res: &Resource,
+    kind: &str,
+    subresource: Option<&str>,
+    old: &Value,
+    new: Value,
+) -> ApiResult<Value> {
     let name = meta_str(old, "name").to_string();
     let body_uid = meta_str(&new, "uid").to_string();
     let old_uid = meta_str(old, "uid");

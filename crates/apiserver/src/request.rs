@@ -87,8 +87,7 @@ fn decode(seg: &str) -> ApiResult<String> {
 
 /// Reads the route of a request. `watch` is the value of the `watch` query parameter.
 pub fn route(method: &Method, path: &str, watch_param: bool) -> ApiResult<Route> {
-    let parts: Vec<String> =
-        path.split('/').filter(|s| !s.is_empty()).map(decode).collect::<ApiResult<Vec<_>>>()?;
+    let parts: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(decode).collect::<ApiResult<Vec<_>>>()?;
     let p: Vec<&str> = parts.iter().map(String::as_str).collect();
     match p.as_slice() {
         [h] | [h, _] if matches!(*h, "healthz" | "livez" | "readyz") => return Ok(Route::Health(p.join("/"))),
@@ -136,15 +135,19 @@ pub fn route(method: &Method, path: &str, watch_param: bool) -> ApiResult<Route>
     } else if namespace.is_some() && !resource.namespaced {
         return Err(ApiError::no_route());
     }
-    if let Some(s) = &sub {
-        if resource.subresource(s).is_none() {
-            return Err(ApiError::no_route());
-        }
+    if let Some(s) = &sub
+        && resource.subresource(s).is_none()
+    {
+        return Err(ApiError::no_route());
     }
     let verb = match *method {
         Method::GET | Method::HEAD if name.is_some() && !legacy_watch => Verb::Get,
         Method::GET | Method::HEAD => {
-            if watch_param || legacy_watch { Verb::Watch } else { Verb::List }
+            if watch_param || legacy_watch {
+                Verb::Watch
+            } else {
+                Verb::List
+            }
         }
         // Creates go to a collection (or to a subresource such as `binding`); replacing and
         // patching need an object. Anything else is not served, as upstream's routes.
@@ -216,7 +219,8 @@ fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
 }
 
 fn parse_int(name: &str, v: &str) -> ApiResult<i64> {
-    v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {name}: not an integer")))
+    v.parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {name}: not an integer")))
 }
 
 impl Query {
@@ -233,7 +237,9 @@ impl Query {
                 "limit" => {
                     let n = parse_int("limit", &v)?;
                     if n < 0 {
-                        return Err(ApiError::bad_request(format!("invalid value {v:?} for query parameter limit: must not be negative")));
+                        return Err(ApiError::bad_request(format!(
+                            "invalid value {v:?} for query parameter limit: must not be negative"
+                        )));
                     }
                     q.limit = Some(n);
                 }
@@ -243,7 +249,9 @@ impl Query {
                 "timeoutSeconds" => {
                     let n = parse_int("timeoutSeconds", &v)?;
                     if n < 0 {
-                        return Err(ApiError::bad_request(format!("invalid value {v:?} for query parameter timeoutSeconds: must not be negative")));
+                        return Err(ApiError::bad_request(format!(
+                            "invalid value {v:?} for query parameter timeoutSeconds: must not be negative"
+                        )));
                     }
                     q.timeout_seconds = Some(n);
                 }
@@ -292,11 +300,17 @@ mod tests {
     #[test]
     fn reads_paths_as_upstream() {
         let r = res(Method::GET, "/api/v1/namespaces/default/pods/web");
-        assert_eq!((r.verb, r.resource.plural, r.namespace.as_deref(), r.name.as_deref()), (Verb::Get, "pods", Some("default"), Some("web")));
+        assert_eq!(
+            (r.verb, r.resource.plural, r.namespace.as_deref(), r.name.as_deref()),
+            (Verb::Get, "pods", Some("default"), Some("web"))
+        );
         let r = res(Method::GET, "/api/v1/pods");
         assert_eq!((r.verb, r.namespace), (Verb::List, None));
         let r = res(Method::PUT, "/api/v1/namespaces/kube-system/status");
-        assert_eq!((r.resource.plural, r.name.as_deref(), r.subresource.as_deref()), ("namespaces", Some("kube-system"), Some("status")));
+        assert_eq!(
+            (r.resource.plural, r.name.as_deref(), r.subresource.as_deref()),
+            ("namespaces", Some("kube-system"), Some("status"))
+        );
         let r = res(Method::GET, "/api/v1/namespaces/kube-system");
         assert_eq!((r.verb, r.resource.plural, r.name.as_deref()), (Verb::Get, "namespaces", Some("kube-system")));
         let r = res(Method::GET, "/api/v1/namespaces");
@@ -326,7 +340,8 @@ mod tests {
         assert_eq!(q.limit, Some(5));
         assert!(q.watch && q.dry_run);
         assert_eq!(q.label_selector.as_deref(), Some("a=b"));
-        for bad in ["limit=-1", "limit=x", "timeoutSeconds=abc", "watch=maybe", "dryRun=Some", "fieldValidation=Loose"] {
+        for bad in ["limit=-1", "limit=x", "timeoutSeconds=abc", "watch=maybe", "dryRun=Some", "fieldValidation=Loose"]
+        {
             assert_eq!(Query::parse(Some(bad)).unwrap_err().code, 400, "{bad}");
         }
     }

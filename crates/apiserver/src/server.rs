@@ -180,7 +180,11 @@ impl ApiServer {
         conn.cert_user.clone()
     }
 
-    async fn dispatch(self: Arc<Self>, req: Request<hyper::body::Incoming>, conn: Arc<ConnInfo>) -> ApiResult<Response<Body>> {
+    async fn dispatch(
+        self: Arc<Self>,
+        req: Request<hyper::body::Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> ApiResult<Response<Body>> {
         let (parts, body) = req.into_parts();
         let mut unread = Some(body);
         let result = self.serve_request(parts, &mut unread, &conn).await;
@@ -200,7 +204,8 @@ impl ApiServer {
     ) -> ApiResult<Response<Body>> {
         let query = Query::parse(parts.uri.query())?;
         let route = route(&parts.method, parts.uri.path(), query.watch);
-        let verbose = parts.uri.query().is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
+        let verbose =
+            parts.uri.query().is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
         match &route {
             Ok(Route::Health(which)) => return Ok(self.health(which, verbose)),
             Ok(Route::Version) if !matches!(parts.method, http::Method::GET | http::Method::HEAD) => {
@@ -255,11 +260,20 @@ impl ApiServer {
         }
         let ok = checks.iter().all(|(_, ok)| *ok) && (top != "readyz" || ready);
         if !verbose {
-            return if ok { text_response(200, "ok".into()) } else { text_response(500, format!("{top} check failed")) };
+            return if ok {
+                text_response(200, "ok".into())
+            } else {
+                text_response(500, format!("{top} check failed"))
+            };
         }
         let mut out = String::new();
         for (name, pass) in &checks {
-            out.push_str(&format!("[{}]{} {}\n", if *pass { "+" } else { "-" }, name, if *pass { "ok" } else { "failed" }));
+            out.push_str(&format!(
+                "[{}]{} {}\n",
+                if *pass { "+" } else { "-" },
+                name,
+                if *pass { "ok" } else { "failed" }
+            ));
         }
         if ok {
             out.push_str(&format!("{top} check passed\n"));

@@ -107,10 +107,19 @@ impl State {
             (Some(_), Some(_)) => EventType::Modified,
         };
         let value = rec.value.clone().or_else(|| prev.clone()).unwrap_or_default();
-        versions.push(Version { revision: rec.revision, create_revision: rec.create_revision, value: rec.value.clone() });
+        versions.push(Version {
+            revision: rec.revision,
+            create_revision: rec.create_revision,
+            value: rec.value.clone(),
+        });
         self.log.push_back(Event {
             event_type,
-            kv: KeyValue { key: rec.key.clone(), value, create_revision: rec.create_revision, mod_revision: rec.revision },
+            kv: KeyValue {
+                key: rec.key.clone(),
+                value,
+                create_revision: rec.create_revision,
+                mod_revision: rec.revision,
+            },
             prev_value: prev,
         });
         self.revision = rec.revision;
@@ -291,7 +300,12 @@ impl Writer {
                             (None, _) => new_rev,
                         };
                         let answer_value = value.clone().or_else(|| current.as_ref().and_then(|c| c.2.clone()));
-                        records.push(Record { key: key.clone(), revision: new_rev, create_revision, value: value.clone() });
+                        records.push(Record {
+                            key: key.clone(),
+                            revision: new_rev,
+                            create_revision,
+                            value: value.clone(),
+                        });
                         results.push(Ok(Some(KeyValue {
                             key: key.clone(),
                             value: answer_value.unwrap_or_default(),
@@ -452,34 +466,39 @@ impl Storage for Engine {
             }
             let rx = self.events.subscribe();
             let start = st.log.partition_point(|e| e.kv.mod_revision <= after);
-            let backlog: Vec<Event> =
-                st.log.range(start..).filter(|e| e.kv.key.starts_with(prefix)).cloned().collect();
+            let backlog: Vec<Event> = st.log.range(start..).filter(|e| e.kv.key.starts_with(prefix)).cloned().collect();
             (backlog, rx)
         };
         let prefix: Arc<str> = prefix.into();
         let last = backlog.last().map(|e| e.kv.mod_revision).unwrap_or(after);
-        let live = futures::stream::unfold((rx, last, prefix, VecDeque::<Event>::new()), |(mut rx, mut last, prefix, mut queue)| async move {
-            loop {
-                if let Some(ev) = queue.pop_front() {
-                    last = ev.kv.mod_revision;
-                    return Some((Ok(ev), (rx, last, prefix, queue)));
-                }
-                match rx.recv().await {
-                    Ok(batch) => {
-                        queue.extend(
-                            batch.iter().filter(|e| e.kv.mod_revision > last && e.kv.key.starts_with(&*prefix)).cloned(),
-                        );
+        let live = futures::stream::unfold(
+            (rx, last, prefix, VecDeque::<Event>::new()),
+            |(mut rx, mut last, prefix, mut queue)| async move {
+                loop {
+                    if let Some(ev) = queue.pop_front() {
+                        last = ev.kv.mod_revision;
+                        return Some((Ok(ev), (rx, last, prefix, queue)));
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Ends the stream after reporting: the watcher must start over.
-                        let (_, dead) = broadcast::channel(1);
-                        drop(std::mem::replace(&mut rx, dead));
-                        return Some((Err(Error::WatcherLagged), (rx, u64::MAX, prefix, queue)));
+                    match rx.recv().await {
+                        Ok(batch) => {
+                            queue.extend(
+                                batch
+                                    .iter()
+                                    .filter(|e| e.kv.mod_revision > last && e.kv.key.starts_with(&*prefix))
+                                    .cloned(),
+                            );
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            // Ends the stream after reporting: the watcher must start over.
+                            let (_, dead) = broadcast::channel(1);
+                            drop(std::mem::replace(&mut rx, dead));
+                            return Some((Err(Error::WatcherLagged), (rx, u64::MAX, prefix, queue)));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
-            }
-        });
+            },
+        );
         Ok(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed())
     }
 

@@ -213,7 +213,9 @@ where
         match store.update(key, current.mod_revision, value).await {
             Ok(kv) => return Ok(kv),
             Err(Error::Conflict { found: Some(kv), .. }) => current = *kv,
-            Err(Error::Conflict { found: None, .. }) => return Err(UpdateError::Store(Error::NotFound(key.to_string()))),
+            Err(Error::Conflict { found: None, .. }) => {
+                return Err(UpdateError::Store(Error::NotFound(key.to_string())));
+            }
             Err(e) => return Err(UpdateError::Store(e)),
         }
     }
@@ -244,12 +246,11 @@ pub fn spawn_compactor(store: Arc<dyn Storage>, interval: Duration) -> tokio::ta
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Some(rev) = previous {
-                if rev > store.compacted_revision() {
-                    if let Err(e) = store.compact(rev).await {
-                        tracing::warn!(error = %e, revision = rev, "compaction failed");
-                    }
-                }
+            if let Some(rev) = previous
+                && rev > store.compacted_revision()
+                && let Err(e) = store.compact(rev).await
+            {
+                tracing::warn!(error = %e, revision = rev, "compaction failed");
             }
             previous = Some(store.current_revision());
         }

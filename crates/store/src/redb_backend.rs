@@ -143,8 +143,7 @@ fn decode_payload(payload: &[u8]) -> Option<Vec<Record>> {
 fn read_frames(bytes: &[u8]) -> Vec<Record> {
     let mut c = Cursor(bytes);
     let mut out = Vec::new();
-    loop {
-        let Some(len) = c.u32() else { break };
+    while let Some(len) = c.u32() {
         let Some(sum) = c.u64() else { break };
         let Some(payload) = c.take(len as usize) else { break };
         if checksum(payload) != sum {
@@ -162,7 +161,8 @@ impl RedbPersist {
     /// Opens or creates the database file and its log, making sure both tables exist.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Backend(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Backend(format!("cannot create {}: {e}", dir.display())))?;
         }
         let db = Database::builder()
             .set_cache_size(16 << 20)
@@ -280,7 +280,12 @@ mod tests {
     use super::*;
 
     fn rec(key: &str, revision: u64, value: Option<&str>) -> Record {
-        Record { key: Arc::from(key), revision, create_revision: 1, value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())) }
+        Record {
+            key: Arc::from(key),
+            revision,
+            create_revision: 1,
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        }
     }
 
     #[test]
@@ -289,7 +294,10 @@ mod tests {
         let b = encode_frame(&[rec("/c", 4, Some("yy"))]);
         let mut log = [a.clone(), b.clone()].concat();
         let all = read_frames(&log);
-        assert_eq!(all.iter().map(|r| (r.key.to_string(), r.revision)).collect::<Vec<_>>(), [("/a".into(), 2), ("/b".into(), 3), ("/c".into(), 4)]);
+        assert_eq!(
+            all.iter().map(|r| (r.key.to_string(), r.revision)).collect::<Vec<_>>(),
+            [("/a".into(), 2), ("/b".into(), 3), ("/c".into(), 4)]
+        );
         assert_eq!(all[1].value, None);
         log.truncate(a.len() + b.len() - 1);
         assert_eq!(read_frames(&log).len(), 2, "a torn last frame is dropped");
@@ -316,7 +324,11 @@ mod tests {
         let mut got: Vec<_> = loaded.records.iter().map(|r| (r.key.to_string(), r.revision)).collect();
         got.sort();
         assert_eq!(got, [("/j".into(), 4), ("/k".into(), 2), ("/k".into(), 3)]);
-        assert_eq!(std::fs::metadata(dir.path().join("state.db-wal")).unwrap().len(), 0, "the log restarts after replay");
+        assert_eq!(
+            std::fs::metadata(dir.path().join("state.db-wal")).unwrap().len(),
+            0,
+            "the log restarts after replay"
+        );
     }
 
     #[test]
@@ -331,7 +343,12 @@ mod tests {
         }
         // A batch that reached the log but not the file, as after a crash.
         let frame = encode_frame(&[rec("/k", 3, None), rec("/n", 5, Some("new"))]);
-        std::fs::OpenOptions::new().append(true).open(dir.path().join("state.db-wal")).unwrap().write_all(&frame).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("state.db-wal"))
+            .unwrap()
+            .write_all(&frame)
+            .unwrap();
         {
             let mut p = RedbPersist::open(&path).unwrap();
             let loaded = p.load().unwrap();

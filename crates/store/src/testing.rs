@@ -69,10 +69,8 @@ pub(crate) async fn list_paged_and_at_revision(s: &dyn Storage) {
     s.delete("/r/items/05", None).await.unwrap();
     s.create("/r/items/99", b("new")).await.unwrap();
     let next_key = format!("{}\0", page.items.last().unwrap().key);
-    let page2 = s
-        .list("/r/items/", ListOptions { start_key: Some(next_key), limit: 100, revision: Some(at) })
-        .await
-        .unwrap();
+    let page2 =
+        s.list("/r/items/", ListOptions { start_key: Some(next_key), limit: 100, revision: Some(at) }).await.unwrap();
     let keys: Vec<_> = page2.items.iter().map(|kv| kv.key.to_string()).collect();
     assert_eq!(keys.len(), 6);
     assert!(keys.contains(&"/r/items/05".to_string()));

@@ -216,10 +216,10 @@ impl ApiKind for StatefulSet {
             us.type_ = Some("RollingUpdate".to_string());
             us.rolling_update.get_or_insert_with(Default::default);
         }
-        if st(&us.type_) == "RollingUpdate" {
-            if let Some(ru) = &mut us.rolling_update {
-                ru.partition.get_or_insert(0);
-            }
+        if st(&us.type_) == "RollingUpdate"
+            && let Some(ru) = &mut us.rolling_update
+        {
+            ru.partition.get_or_insert(0);
         }
         let policy = spec.persistent_volume_claim_retention_policy.get_or_insert_with(Default::default);
         set_if_empty(&mut policy.when_deleted, "Retain");

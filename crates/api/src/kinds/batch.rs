@@ -234,14 +234,14 @@ fn validate_job_spec_body(spec: &JobSpec, sp: &FieldPath) -> FieldErrors {
                     "must be less than or equal to 100000 when completion mode is Indexed",
                 ));
             }
-            if let (Some(c), Some(m)) = (spec.completions, spec.max_failed_indexes) {
-                if m > c {
-                    errs.push(FieldError::invalid(
-                        &sp.child("maxFailedIndexes"),
-                        m,
-                        "must be less than or equal to completions",
-                    ));
-                }
+            if let (Some(c), Some(m)) = (spec.completions, spec.max_failed_indexes)
+                && m > c
+            {
+                errs.push(FieldError::invalid(
+                    &sp.child("maxFailedIndexes"),
+                    m,
+                    "must be less than or equal to completions",
+                ));
             }
             if let Some(m) = spec.max_failed_indexes.filter(|m| *m > 100_000) {
                 errs.push(FieldError::invalid(
@@ -319,10 +319,8 @@ fn validate_pod_failure_policy(
         let ap = p.child("action");
         match rule.action.as_str() {
             "" => errs.push(FieldError::required(&ap, &format!("valid values: {}", quoted_list(ACTIONS)))),
-            "FailIndex" => {
-                if spec.backoff_limit_per_index.is_none() {
-                    errs.push(FieldError::invalid(&ap, "FailIndex", "requires the backoffLimitPerIndex to be set"));
-                }
+            "FailIndex" if spec.backoff_limit_per_index.is_none() => {
+                errs.push(FieldError::invalid(&ap, "FailIndex", "requires the backoffLimitPerIndex to be set"));
             }
             a if !ACTIONS.contains(&a) => errs.push(FieldError::not_supported(&ap, a, ACTIONS)),
             _ => {}
@@ -338,14 +336,14 @@ fn validate_pod_failure_policy(
                 "In" | "NotIn" => {}
                 o => errs.push(FieldError::not_supported(&ep.child("operator"), o, &["In", "NotIn"])),
             }
-            if let Some(c) = ec.container_name.as_deref() {
-                if !names.contains(c) {
-                    errs.push(FieldError::invalid(
-                        &ep.child("containerName"),
-                        c,
-                        "must be one of the container or initContainer names in the pod template",
-                    ));
-                }
+            if let Some(c) = ec.container_name.as_deref()
+                && !names.contains(c)
+            {
+                errs.push(FieldError::invalid(
+                    &ep.child("containerName"),
+                    c,
+                    "must be one of the container or initContainer names in the pod template",
+                ));
             }
             let vp = ep.child("values");
             if ec.values.is_empty() {
@@ -484,10 +482,10 @@ impl ApiKind for Job {
         }
         // Upstream copies the labels when the stored object is read back, by which time the
         // generated labels are on the template; doing it after generation gives the same result.
-        if let Some(labels) = template_labels(&spec.template).cloned() {
-            if self.metadata.labels.as_ref().is_none_or(|l| l.is_empty()) {
-                self.metadata.labels = Some(labels);
-            }
+        if let Some(labels) = template_labels(&spec.template).cloned()
+            && self.metadata.labels.as_ref().is_none_or(|l| l.is_empty())
+        {
+            self.metadata.labels = Some(labels);
         }
     }
 
@@ -523,12 +521,11 @@ impl ApiKind for Job {
         let cp = sp.child("completions");
         if st(&new.completion_mode) != "Indexed" {
             errs.extend(immutable(&new.completions, &old_spec.completions, &cp));
-        } else if new.completions != old_spec.completions {
-            if let Some(c) = new.completions {
-                if Some(c) != new.parallelism {
-                    errs.push(FieldError::invalid(&cp, c, "can only be modified in tandem with spec.parallelism"));
-                }
-            }
+        } else if new.completions != old_spec.completions
+            && let Some(c) = new.completions
+            && Some(c) != new.parallelism
+        {
+            errs.push(FieldError::invalid(&cp, c, "can only be modified in tandem with spec.parallelism"));
         }
         errs.extend(immutable(&new.selector, &old_spec.selector, &sp.child("selector")));
         // A suspended job that never started may change where its pods land.

@@ -168,16 +168,12 @@ impl ApiKind for Secret {
             }
             "kubernetes.io/dockercfg" => json_key(".dockercfg", &mut errs),
             "kubernetes.io/dockerconfigjson" => json_key(".dockerconfigjson", &mut errs),
-            "kubernetes.io/basic-auth" => {
-                if !data.contains_key("username") && !data.contains_key("password") {
-                    errs.push(FieldError::required(&dp.key("username"), ""));
-                    errs.push(FieldError::required(&dp.key("password"), ""));
-                }
+            "kubernetes.io/basic-auth" if !data.contains_key("username") && !data.contains_key("password") => {
+                errs.push(FieldError::required(&dp.key("username"), ""));
+                errs.push(FieldError::required(&dp.key("password"), ""));
             }
-            "kubernetes.io/ssh-auth" => {
-                if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) {
-                    errs.push(FieldError::required(&dp.key("ssh-privatekey"), ""));
-                }
+            "kubernetes.io/ssh-auth" if data.get("ssh-privatekey").is_none_or(|v| v.0.is_empty()) => {
+                errs.push(FieldError::required(&dp.key("ssh-privatekey"), ""));
             }
             "kubernetes.io/tls" => {
                 for key in ["tls.crt", "tls.key"] {
@@ -331,14 +327,13 @@ impl ApiKind for Service {
         let ann = |k: &str| annotations.and_then(|a| a.get(k));
         if let (Some(mode), Some(hints)) =
             (ann("service.kubernetes.io/topology-mode"), ann("service.kubernetes.io/topology-aware-hints"))
+            && mode != hints
         {
-            if mode != hints {
-                errs.push(FieldError::invalid(
-                    &FieldPath::root("metadata").child("annotations").key("service.kubernetes.io/topology-mode"),
-                    mode.as_str(),
-                    "must match annotations[service.kubernetes.io/topology-aware-hints] when both are specified",
-                ));
-            }
+            errs.push(FieldError::invalid(
+                &FieldPath::root("metadata").child("annotations").key("service.kubernetes.io/topology-mode"),
+                mode.as_str(),
+                "must match annotations[service.kubernetes.io/topology-aware-hints] when both are specified",
+            ));
         }
         let ty = service_type(spec);
         let headless = is_headless(spec);
@@ -558,10 +553,10 @@ impl ApiKind for Service {
             }
             _ => {}
         }
-        if let Some(td) = spec.traffic_distribution.as_deref() {
-            if td != "PreferClose" {
-                errs.push(FieldError::not_supported(&sp.child("trafficDistribution"), td, &["PreferClose"]));
-            }
+        if let Some(td) = spec.traffic_distribution.as_deref()
+            && td != "PreferClose"
+        {
+            errs.push(FieldError::not_supported(&sp.child("trafficDistribution"), td, &["PreferClose"]));
         }
         errs
     }
@@ -573,7 +568,7 @@ impl ApiKind for Service {
         let mut errs = Vec::new();
         let sp = FieldPath::root("spec");
         let external_name = service_type(new) == "ExternalName" || service_type(old) == "ExternalName";
-        if !external_name && !(is_headless(new) && is_headless(old)) {
+        if !external_name && (!is_headless(new) || !is_headless(old)) {
             errs.extend(cluster_ip_changes(new, old));
         }
         if !external_name && is_headless(new) == is_headless(old) && !is_headless(new) {
@@ -770,23 +765,19 @@ impl ApiKind for Pod {
         let mut errs = Vec::new();
         let ap = FieldPath::root("metadata").child("annotations");
         let annotations = self.metadata.annotations.as_ref();
-        if let Some(v) = annotations.and_then(|a| a.get(MIRROR_POD_ANNOTATION)) {
-            if st(&spec.node_name).is_empty() {
-                errs.push(FieldError::invalid(
-                    &ap.key(MIRROR_POD_ANNOTATION),
-                    v.as_str(),
-                    "must set spec.nodeName if mirror pod annotation is set",
-                ));
-            }
+        if let Some(v) = annotations.and_then(|a| a.get(MIRROR_POD_ANNOTATION))
+            && st(&spec.node_name).is_empty()
+        {
+            errs.push(FieldError::invalid(
+                &ap.key(MIRROR_POD_ANNOTATION),
+                v.as_str(),
+                "must set spec.nodeName if mirror pod annotation is set",
+            ));
         }
-        if let Some(v) = annotations.and_then(|a| a.get(DELETION_COST_ANNOTATION)) {
-            if v.parse::<i32>().is_err() {
-                errs.push(FieldError::invalid(
-                    &ap.key(DELETION_COST_ANNOTATION),
-                    v.as_str(),
-                    "must be a 32bit integer",
-                ));
-            }
+        if let Some(v) = annotations.and_then(|a| a.get(DELETION_COST_ANNOTATION))
+            && v.parse::<i32>().is_err()
+        {
+            errs.push(FieldError::invalid(&ap.key(DELETION_COST_ANNOTATION), v.as_str(), "must be a 32bit integer"));
         }
         errs.extend(validate_pod_spec(spec, &FieldPath::root("spec"), SpecOf::Pod));
         errs
@@ -893,10 +884,11 @@ impl ApiKind for Node {
                 spec.pod_cidr = Some(first.clone());
             }
         }
-        if let Some(status) = &mut self.status {
-            if status.allocatable.is_none() && status.capacity.is_some() {
-                status.allocatable = status.capacity.clone();
-            }
+        if let Some(status) = &mut self.status
+            && status.allocatable.is_none()
+            && status.capacity.is_some()
+        {
+            status.allocatable = status.capacity.clone();
         }
     }
 

@@ -980,13 +980,13 @@ fn validate_volume_source(v: &Volume, path: &FieldPath) -> FieldErrors {
     // Only the first source is validated further, as upstream does.
     match present[0] {
         "emptyDir" => {
-            if let Some(q) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) {
-                if parse_quantity(&q.0).is_some_and(|n| n < 0) {
-                    errs.push(FieldError::forbidden(
-                        &path.child("emptyDir").child("sizeLimit"),
-                        "SizeLimit field must be a valid resource quantity",
-                    ));
-                }
+            if let Some(q) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref())
+                && parse_quantity(&q.0).is_some_and(|n| n < 0)
+            {
+                errs.push(FieldError::forbidden(
+                    &path.child("emptyDir").child("sizeLimit"),
+                    "SizeLimit field must be a valid resource quantity",
+                ));
             }
         }
         "hostPath" => {
@@ -1034,10 +1034,8 @@ fn validate_volume_source(v: &Volume, path: &FieldPath) -> FieldErrors {
                 errs.extend(validate_key_to_path(kp, &p.child("items").index(i)));
             }
         }
-        "persistentVolumeClaim" => {
-            if v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name.is_empty()) {
-                errs.push(FieldError::required(&path.child("persistentVolumeClaim").child("claimName"), ""));
-            }
+        "persistentVolumeClaim" if v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name.is_empty()) => {
+            errs.push(FieldError::required(&path.child("persistentVolumeClaim").child("claimName"), ""));
         }
         "nfs" => {
             let n = v.nfs.as_ref().expect("present");
@@ -1067,15 +1065,11 @@ fn validate_volume_source(v: &Volume, path: &FieldPath) -> FieldErrors {
             }
         }
         "projected" => errs.extend(validate_projected(v, &path.child("projected"))),
-        "csi" => {
-            if v.csi.as_ref().is_some_and(|c| c.driver.is_empty()) {
-                errs.push(FieldError::required(&path.child("csi").child("driver"), ""));
-            }
+        "csi" if v.csi.as_ref().is_some_and(|c| c.driver.is_empty()) => {
+            errs.push(FieldError::required(&path.child("csi").child("driver"), ""));
         }
-        "ephemeral" => {
-            if v.ephemeral.as_ref().is_some_and(|e| e.volume_claim_template.is_none()) {
-                errs.push(FieldError::required(&path.child("ephemeral").child("volumeClaimTemplate"), ""));
-            }
+        "ephemeral" if v.ephemeral.as_ref().is_some_and(|e| e.volume_claim_template.is_none()) => {
+            errs.push(FieldError::required(&path.child("ephemeral").child("volumeClaimTemplate"), ""));
         }
         "gitRepo" => {
             let g = v.git_repo.as_ref().expect("present");
@@ -1795,14 +1789,14 @@ fn validate_handler(h: &Handler, grace: Option<i64>, path: &FieldPath) -> FieldE
             errs.push(FieldError::forbidden(&p, "may not specify more than 1 handler type"));
         } else {
             n += 1;
-            if let Some(g) = grace {
-                if s.seconds < 0 || s.seconds > g {
-                    errs.push(FieldError::invalid(
-                        &p,
-                        s.seconds,
-                        &format!("must be non-negative and less than terminationGracePeriodSeconds ({g})"),
-                    ));
-                }
+            if let Some(g) = grace
+                && (s.seconds < 0 || s.seconds > g)
+            {
+                errs.push(FieldError::invalid(
+                    &p,
+                    s.seconds,
+                    &format!("must be non-negative and less than terminationGracePeriodSeconds ({g})"),
+                ));
             }
         }
     }
@@ -2317,21 +2311,24 @@ fn validate_pod_security_context(spec: &PodSpec, path: &FieldPath) -> FieldError
             errs.push(FieldError::required(&p.child("name"), ""));
         }
     }
-    if let Some(p) = sc.fs_group_change_policy.as_deref() {
-        if p != "Always" && p != "OnRootMismatch" {
-            errs.push(FieldError::not_supported(&path.child("fsGroupChangePolicy"), p, &["Always", "OnRootMismatch"]));
-        }
+    if let Some(p) = sc.fs_group_change_policy.as_deref()
+        && p != "Always"
+        && p != "OnRootMismatch"
+    {
+        errs.push(FieldError::not_supported(&path.child("fsGroupChangePolicy"), p, &["Always", "OnRootMismatch"]));
     }
     errs.extend(validate_seccomp(sc.seccomp_profile.as_ref(), &path.child("seccompProfile")));
-    if let Some(p) = sc.supplemental_groups_policy.as_deref() {
-        if p != "Merge" && p != "Strict" {
-            errs.push(FieldError::not_supported(&path.child("supplementalGroupsPolicy"), p, &["Merge", "Strict"]));
-        }
+    if let Some(p) = sc.supplemental_groups_policy.as_deref()
+        && p != "Merge"
+        && p != "Strict"
+    {
+        errs.push(FieldError::not_supported(&path.child("supplementalGroupsPolicy"), p, &["Merge", "Strict"]));
     }
-    if let Some(p) = sc.se_linux_change_policy.as_deref() {
-        if p != "MountOption" && p != "Recursive" {
-            errs.push(FieldError::not_supported(&path.child("seLinuxChangePolicy"), p, &["MountOption", "Recursive"]));
-        }
+    if let Some(p) = sc.se_linux_change_policy.as_deref()
+        && p != "MountOption"
+        && p != "Recursive"
+    {
+        errs.push(FieldError::not_supported(&path.child("seLinuxChangePolicy"), p, &["MountOption", "Recursive"]));
     }
     errs
 }
@@ -2450,10 +2447,11 @@ fn validate_topology_spread(spec: &PodSpec, path: &FieldPath) -> FieldErrors {
         }
         for (field, v) in [("nodeAffinityPolicy", &c.node_affinity_policy), ("nodeTaintsPolicy", &c.node_taints_policy)]
         {
-            if let Some(v) = v.as_deref() {
-                if v != "Honor" && v != "Ignore" {
-                    errs.push(FieldError::not_supported(&p.child(field), v, &["Honor", "Ignore"]));
-                }
+            if let Some(v) = v.as_deref()
+                && v != "Honor"
+                && v != "Ignore"
+            {
+                errs.push(FieldError::not_supported(&p.child(field), v, &["Honor", "Ignore"]));
             }
         }
         let keys = c.match_label_keys.as_deref().unwrap_or_default();
@@ -2700,14 +2698,10 @@ pub(super) fn validate_pod_spec(spec: &PodSpec, path: &FieldPath, of: SpecOf) ->
             errs.extend(validate_dns_subdomain(st(v), &path.child(name)));
         }
     }
-    if let Some(ads) = spec.active_deadline_seconds {
-        if !(1..=i64::from(i32::MAX)).contains(&ads) {
-            errs.push(FieldError::invalid(
-                &path.child("activeDeadlineSeconds"),
-                ads,
-                &range_error(1, i64::from(i32::MAX)),
-            ));
-        }
+    if let Some(ads) = spec.active_deadline_seconds
+        && !(1..=i64::from(i32::MAX)).contains(&ads)
+    {
+        errs.push(FieldError::invalid(&path.child("activeDeadlineSeconds"), ads, &range_error(1, i64::from(i32::MAX))));
     }
     for (v, name) in [(&spec.hostname, "hostname"), (&spec.subdomain, "subdomain")] {
         if !st(v).is_empty() {

@@ -15,11 +15,7 @@ impl FieldPath {
 
     /// Appends a named child: `spec` → `spec.replicas`.
     pub fn child(&self, name: &str) -> Self {
-        if self.0.is_empty() {
-            FieldPath(name.to_string())
-        } else {
-            FieldPath(format!("{}.{}", self.0, name))
-        }
+        if self.0.is_empty() { FieldPath(name.to_string()) } else { FieldPath(format!("{}.{}", self.0, name)) }
     }
 
     /// Appends a list index: `spec.containers` → `spec.containers[0]`.
@@ -167,14 +163,17 @@ impl FieldError {
     /// The message without the field path, as used in a `StatusCause`.
     pub fn body(&self) -> String {
         let mut s = self.error_type.text().to_string();
-        if let Some(v) = &self.bad_value {
-            if !matches!(self.error_type, ErrorType::Required | ErrorType::Forbidden | ErrorType::TooLong | ErrorType::Internal) {
-                s.push_str(": ");
-                match v {
-                    Value::String(t) => s.push_str(&format!("{t:?}")),
-                    Value::Null => s.push_str("null"),
-                    other => s.push_str(&other.to_string()),
-                }
+        if let Some(v) = &self.bad_value
+            && !matches!(
+                self.error_type,
+                ErrorType::Required | ErrorType::Forbidden | ErrorType::TooLong | ErrorType::Internal
+            )
+        {
+            s.push_str(": ");
+            match v {
+                Value::String(t) => s.push_str(&format!("{t:?}")),
+                Value::Null => s.push_str("null"),
+                other => s.push_str(&other.to_string()),
             }
         }
         if !self.detail.is_empty() {
@@ -205,8 +204,15 @@ mod tests {
         assert_eq!(FieldError::required(&p, "").to_string(), "spec.containers[0].name: Required value");
         let e = FieldError::invalid(&FieldPath::root("metadata").child("name"), "Foo", "must be lowercase");
         assert_eq!(e.to_string(), "metadata.name: Invalid value: \"Foo\": must be lowercase");
-        let e = FieldError::not_supported(&FieldPath::root("spec").child("restartPolicy"), "Sometimes", &["Always", "Never"]);
-        assert_eq!(e.to_string(), "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\"");
+        let e = FieldError::not_supported(
+            &FieldPath::root("spec").child("restartPolicy"),
+            "Sometimes",
+            &["Always", "Never"],
+        );
+        assert_eq!(
+            e.to_string(),
+            "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\""
+        );
         let e = FieldError::immutable(&FieldPath::root("spec").child("selector"), serde_json::json!({"a": 1}));
         assert_eq!(e.body(), "Invalid value: {\"a\":1}: field is immutable");
     }

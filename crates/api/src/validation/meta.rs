@@ -276,14 +276,10 @@ pub fn validate_object_meta(meta: &Value, namespaced: bool, rule: NameRule) -> F
         errors.push(FieldError::forbidden(&path.child("namespace"), "not allowed on this type"));
     }
 
-    if let Some(generation) = meta.get("generation").and_then(Value::as_i64) {
-        if generation < 0 {
-            errors.push(FieldError::invalid(
-                &path.child("generation"),
-                generation,
-                "must be greater than or equal to 0",
-            ));
-        }
+    if let Some(generation) = meta.get("generation").and_then(Value::as_i64)
+        && generation < 0
+    {
+        errors.push(FieldError::invalid(&path.child("generation"), generation, "must be greater than or equal to 0"));
     }
 
     errors.extend(validate_maps_and_references(meta, &path));
@@ -346,10 +342,10 @@ pub fn validate_object_meta_update(new_meta: &Value, old_meta: &Value) -> FieldE
             new_deletion.cloned().unwrap_or(Value::Null),
         ));
     }
-    if let Some(new_grace) = present(new_meta, "deletionGracePeriodSeconds") {
-        if present(old_meta, "deletionGracePeriodSeconds") != Some(new_grace) {
-            errors.push(FieldError::immutable(&path.child("deletionGracePeriodSeconds"), new_grace.clone()));
-        }
+    if let Some(new_grace) = present(new_meta, "deletionGracePeriodSeconds")
+        && present(old_meta, "deletionGracePeriodSeconds") != Some(new_grace)
+    {
+        errors.push(FieldError::immutable(&path.child("deletionGracePeriodSeconds"), new_grace.clone()));
     }
 
     errors.extend(validate_maps_and_references(new_meta, &path));

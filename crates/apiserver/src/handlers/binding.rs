@@ -26,7 +26,10 @@ pub async fn bind(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiR
     }
     let key = object::key(res, req.namespace.as_deref(), &name);
     if ctx.query.dry_run {
-        return Ok(json_response(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
+        return Ok(json_response(
+            201,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ));
     }
     let result = guaranteed_update(&*srv.store, &key, |kv| {
         let mut pod = from_kv(kv)?;
@@ -47,7 +50,10 @@ pub async fn bind(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiR
     })
     .await;
     match result {
-        Ok(_) => Ok(json_response(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))),
+        Ok(_) => Ok(json_response(
+            201,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        )),
         Err(UpdateError::Aborted(e)) => Err(e),
         Err(UpdateError::Store(e)) => Err(ApiError::from_store(e, gr(res), &name)),
     }

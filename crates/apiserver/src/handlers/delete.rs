@@ -41,13 +41,14 @@ fn parse_options(body: &[u8], ctx: &Ctx) -> ApiResult<DeleteOptions> {
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the DeleteOptions body is not valid JSON: {e}")))?;
         let Some(m) = v.as_object() else { return Err(ApiError::bad_request("DeleteOptions must be a JSON object")) };
-        if let Some(k) = m.get("kind").and_then(Value::as_str) {
-            if k != "DeleteOptions" {
-                return Err(ApiError::bad_request(format!("DeleteOptions in version \"v1\" cannot be handled as a {k}")));
-            }
+        if let Some(k) = m.get("kind").and_then(Value::as_str)
+            && k != "DeleteOptions"
+        {
+            return Err(ApiError::bad_request(format!("DeleteOptions in version \"v1\" cannot be handled as a {k}")));
         }
         if let Some(g) = m.get("gracePeriodSeconds") {
-            o.grace_period = Some(g.as_i64().ok_or_else(|| ApiError::bad_request("gracePeriodSeconds must be an integer"))?);
+            o.grace_period =
+                Some(g.as_i64().ok_or_else(|| ApiError::bad_request("gracePeriodSeconds must be an integer"))?);
         }
         if let Some(p) = m.get("preconditions").and_then(Value::as_object) {
             o.uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
@@ -64,25 +65,27 @@ fn parse_options(body: &[u8], ctx: &Ctx) -> ApiResult<DeleteOptions> {
                 match x.as_str() {
                     Some("All") => o.dry_run = true,
                     other => {
-                        return Err(ApiError::bad_request(format!("Invalid dry run value {other:?}: supported values: \"All\"")));
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid dry run value {other:?}: supported values: \"All\""
+                        )));
                     }
                 }
             }
         }
     }
-    if let Some(p) = &o.propagation {
-        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "DeleteOptions",
-                "",
-                &[rudder_api::FieldError::not_supported(
-                    &rudder_api::FieldPath::root("propagationPolicy"),
-                    p.as_str(),
-                    &["Foreground", "Background", "Orphan", "nil"],
-                )],
-            ));
-        }
+    if let Some(p) = &o.propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            &[rudder_api::FieldError::not_supported(
+                &rudder_api::FieldPath::root("propagationPolicy"),
+                p.as_str(),
+                &["Foreground", "Background", "Orphan", "nil"],
+            )],
+        ));
     }
     if o.grace_period.is_some_and(|g| g < 0) {
         o.grace_period = Some(0);
@@ -122,26 +125,26 @@ async fn delete_one(srv: &ApiServer, req: &ResourceRequest, name: &str, opts: &D
             .ok_or_else(|| ApiError::not_found(gr(res), name))?;
         let obj = from_kv(&kv)?;
         let uid = object::meta_str(&obj, "uid");
-        if let Some(want) = opts.uid.as_deref().filter(|u| !u.is_empty()) {
-            if want != uid {
-                return Err(ApiError::conflict(
-                    gr(res),
-                    name,
-                    &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
-                ));
-            }
+        if let Some(want) = opts.uid.as_deref().filter(|u| !u.is_empty())
+            && want != uid
+        {
+            return Err(ApiError::conflict(
+                gr(res),
+                name,
+                &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+            ));
         }
-        if let Some(want) = opts.resource_version.as_deref().filter(|r| !r.is_empty()) {
-            if want != kv.mod_revision.to_string() {
-                return Err(ApiError::conflict(
-                    gr(res),
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
-                        kv.mod_revision
-                    ),
-                ));
-            }
+        if let Some(want) = opts.resource_version.as_deref().filter(|r| !r.is_empty())
+            && want != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                gr(res),
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                ),
+            ));
         }
         // Work out the finalizers and whether the object must linger.
         let mut new = obj.clone();
@@ -164,8 +167,7 @@ async fn delete_one(srv: &ApiServer, req: &ResourceRequest, name: &str, opts: &D
         }
         let already_deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
         let is_namespace = res.group.is_empty() && res.plural == "namespaces";
-        let ns_finalizers =
-            obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        let ns_finalizers = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
         if is_namespace && already_deleting && ns_finalizers {
             // Upstream's namespace REST: a repeated delete of a namespace that is still being
             // emptied is refused until its spec finalizers are gone.

@@ -32,7 +32,9 @@ pub fn build_filter(req: &ResourceRequest, ctx: &Ctx) -> ApiResult<Filter> {
     let res = req.resource;
     let mut prefix = object::prefix(res, req.namespace.as_deref().filter(|_| res.plural != "namespaces"));
     let labels = match &ctx.query.label_selector {
-        Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
+        Some(s) => Some(
+            LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        ),
         None => None,
     };
     let fields = match &ctx.query.field_selector {
@@ -64,9 +66,8 @@ fn encode_continue(rv: u64, start_rel: &str) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
     let bad = || ApiError::bad_request("continue key is not valid: the token cannot be decoded");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.trim_end_matches('='))
-        .map_err(|_| bad())?;
+    let raw =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad())?;
     let t: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if t.v != "meta.k8s.io/v1" || t.start.contains("..") || t.start.starts_with('/') {
         return Err(bad());
@@ -147,10 +148,10 @@ async fn page_from_store(
             if filter.labels.as_ref().is_some_and(|l| !l.matches(&labels)) {
                 continue;
             }
-            if let Some(f) = &filter.fields {
-                if !f.matches(&selectors::field_set(res.group, res.plural, &obj)) {
-                    continue;
-                }
+            if let Some(f) = &filter.fields
+                && !f.matches(&selectors::field_set(res.group, res.plural, &obj))
+            {
+                continue;
             }
             let obj = from_storage(res, obj)?;
             items.push(Bytes::from(serde_json::to_vec(&obj).expect("JSON values encode")));
@@ -221,7 +222,11 @@ pub async fn read_page(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx, filter
             Err(ApiError::bad_request("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""))
         }
         (Some(n), Some("Exact")) => page_from_store(srv, res, filter, None, Some(n), limit).await.map_err(|e| {
-            if e.code == 410 { ApiError::expired(format!("too old resource version: {n} ({})", srv.store.compacted_revision())) } else { e }
+            if e.code == 410 {
+                ApiError::expired(format!("too old resource version: {n} ({})", srv.store.compacted_revision()))
+            } else {
+                e
+            }
         }),
         (Some(n), None) if n > 0 && limit > 0 => page_from_store(srv, res, filter, None, Some(n), limit).await,
         (Some(0), _) => page_from_cache(srv, res, filter, 0),

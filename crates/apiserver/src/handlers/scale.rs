@@ -59,10 +59,10 @@ pub async fn get(srv: &ApiServer, req: &ResourceRequest) -> ApiResult<Response<B
 
 fn apply_scale(req: &ResourceRequest, old: &Value, scale: &Value) -> ApiResult<Value> {
     let name = req.name.as_deref().unwrap_or_default();
-    if let Some(k) = scale.get("kind").and_then(Value::as_str) {
-        if k != "Scale" {
-            return Err(ApiError::bad_request(format!("Scale in version \"v1\" cannot be handled as a {k}")));
-        }
+    if let Some(k) = scale.get("kind").and_then(Value::as_str)
+        && k != "Scale"
+    {
+        return Err(ApiError::bad_request(format!("Scale in version \"v1\" cannot be handled as a {k}")));
     }
     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
     let n = replicas.as_i64().filter(|n| *n >= 0 && *n <= i64::from(i32::MAX)).ok_or_else(|| {
@@ -70,7 +70,11 @@ fn apply_scale(req: &ResourceRequest, old: &Value, scale: &Value) -> ApiResult<V
             "autoscaling",
             "Scale",
             name,
-            &[FieldError::invalid(&FieldPath::root("spec").child("replicas"), replicas.clone(), "must be greater than or equal to 0")],
+            &[FieldError::invalid(
+                &FieldPath::root("spec").child("replicas"),
+                replicas.clone(),
+                "must be greater than or equal to 0",
+            )],
         )
     })?;
     let mut new = old.clone();

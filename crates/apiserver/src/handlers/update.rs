@@ -19,7 +19,12 @@ fn create_on_update(plural: &str) -> bool {
 /// Replaces an object through a compare-and-swap loop. `make_new` computes the client's new
 /// object from the current one (served version); it runs again whenever another writer got
 /// in first. Returns the stored object (or, for `dry_run`, what would be stored).
-pub async fn update_object<F>(srv: &ApiServer, req: &ResourceRequest, dry_run: bool, mut make_new: F) -> ApiResult<Value>
+pub async fn update_object<F>(
+    srv: &ApiServer,
+    req: &ResourceRequest,
+    dry_run: bool,
+    mut make_new: F,
+) -> ApiResult<Value>
 where
     F: FnMut(&Value) -> ApiResult<Value> + Send,
 {

@@ -132,17 +132,20 @@ pub async fn watch(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResu
             )],
         ));
     }
-    if let Some(m) = q.resource_version_match.as_deref() {
-        if send_initial.is_none() || m != "NotOlderThan" {
-            return Err(ApiError::bad_request(format!(
-                "resourceVersionMatch {m:?} is only allowed for watch together with sendInitialEvents"
-            )));
-        }
+    if let Some(m) = q.resource_version_match.as_deref()
+        && (send_initial.is_none() || m != "NotOlderThan")
+    {
+        return Err(ApiError::bad_request(format!(
+            "resourceVersionMatch {m:?} is only allowed for watch together with sendInitialEvents"
+        )));
     }
     let start = match (send_initial, rv) {
         (Some(true), Some(n)) if n > 0 => {
             if !srv.cache.wait_for(n, Duration::from_secs(3)).await {
-                return Err(ApiError::timeout(format!("Too large resource version: {n}, current: {}", srv.cache.revision())));
+                return Err(ApiError::timeout(format!(
+                    "Too large resource version: {n}, current: {}",
+                    srv.cache.revision()
+                )));
             }
             WatchStart::NowWithInitial
         }

@@ -87,7 +87,10 @@ impl TestServer {
         let pid = c.id().expect("pid");
         let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill runs");
         assert!(status.success());
-        tokio::time::timeout(Duration::from_secs(20), c.wait()).await.expect("server exits after SIGTERM").expect("wait")
+        tokio::time::timeout(Duration::from_secs(20), c.wait())
+            .await
+            .expect("server exits after SIGTERM")
+            .expect("wait")
     }
 
     /// The data dir path.
@@ -97,7 +100,13 @@ impl TestServer {
 }
 
 /// Sends a raw request with the admin client and returns status and body.
-pub async fn raw(client: &kube::Client, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
+pub async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
     let mut b = http::Request::builder().method(method).uri(path);
     if let Some(ct) = content_type {
         b = b.header("content-type", ct);
@@ -110,10 +119,17 @@ pub async fn raw(client: &kube::Client, method: &str, path: &str, content_type: 
 }
 
 /// Like [`raw`] but decodes the body as JSON.
-pub async fn raw_json(client: &kube::Client, method: &str, path: &str, content_type: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub async fn raw_json(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let bytes = if body.is_null() { Vec::new() } else { serde_json::to_vec(&body).unwrap() };
     let (status, out) = raw(client, method, path, content_type, bytes).await;
-    let v = serde_json::from_slice(&out).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&out).into_owned()));
+    let v = serde_json::from_slice(&out)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&out).into_owned()));
     (status, v)
 }
 
@@ -144,8 +160,7 @@ impl TestServer {
     /// 504 answers, so tests see every answer as the server gave it.
     pub async fn client_without_retries(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig parses");
-        let mut config =
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig loads");
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig loads");
         config.default_retry = false;
         kube::Client::try_from(config).expect("client builds")
     }

@@ -20,111 +20,14 @@ use std::fmt;
 // Small validators (label keys and values), worded as upstream's apimachinery of v1.33.
 // ---------------------------------------------------------------------------------------
 
-const NAME_PART_PATTERN: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const NAME_PART_SHAPE: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_VALUE_PATTERN: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
-const LABEL_VALUE_SHAPE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const SUBDOMAIN_PATTERN: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
-const SUBDOMAIN_SHAPE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-
-/// Upstream's explanation of a failed pattern, with examples.
-fn shape_error(shape: &str, pattern: &str, examples: &[&str]) -> String {
-    let mut text = format!("{shape} (e.g. ");
-    for (i, example) in examples.iter().enumerate() {
-        if i > 0 {
-            text.push_str(" or ");
-        }
-        text.push_str(&format!("'{example}', "));
-    }
-    text.push_str(&format!("regex used for validation is '{pattern}')"));
-    text
-}
-
-fn too_long(max: usize) -> String {
-    format!("must be no more than {max} characters")
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
-fn is_name_part(s: &str) -> bool {
-    let b = s.as_bytes();
-    let edge = |c: u8| c.is_ascii_alphanumeric();
-    match (b.first(), b.last()) {
-        (Some(&first), Some(&last)) => {
-            edge(first) && edge(last) && b.iter().all(|&c| edge(c) || c == b'-' || c == b'_' || c == b'.')
-        }
-        _ => false,
-    }
-}
-
-/// One DNS-1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
-fn is_dns_label_shape(s: &str) -> bool {
-    let b = s.as_bytes();
-    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    match (b.first(), b.last()) {
-        (Some(&first), Some(&last)) => edge(first) && edge(last) && b.iter().all(|&c| edge(c) || c == b'-'),
-        _ => false,
-    }
-}
-
-fn subdomain_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 253 {
-        errs.push(too_long(253));
-    }
-    if !s.split('.').all(is_dns_label_shape) {
-        errs.push(shape_error(SUBDOMAIN_SHAPE, SUBDOMAIN_PATTERN, &["example.com"]));
-    }
-    errs
-}
-
-/// Problems with `key` as a label key (a qualified name: optional DNS subdomain prefix and
-/// `/`, then a name part of at most 63 characters).
+/// Problems with `key` as a label key (a qualified name).
 fn label_key_errors(key: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    let parts: Vec<&str> = key.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                errs.push("prefix part must be non-empty".to_string());
-            } else {
-                errs.extend(subdomain_errors(prefix).into_iter().map(|e| format!("prefix part {e}")));
-            }
-            *name
-        }
-        _ => {
-            errs.push(format!(
-                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                shape_error(NAME_PART_SHAPE, NAME_PART_PATTERN, &["MyName", "my.name", "123-abc"])
-            ));
-            return errs;
-        }
-    };
-    if name.is_empty() {
-        errs.push("name part must be non-empty".to_string());
-    } else if name.len() > 63 {
-        errs.push(format!("name part {}", too_long(63)));
-    }
-    if !is_name_part(name) {
-        errs.push(format!(
-            "name part {}",
-            shape_error(NAME_PART_SHAPE, NAME_PART_PATTERN, &["MyName", "my.name", "123-abc"])
-        ));
-    }
-    errs
+    crate::validation::names::is_qualified_name(key)
 }
 
 /// Problems with `value` as a label value (empty, or a name part of at most 63 characters).
 fn label_value_errors(value: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if value.len() > 63 {
-        errs.push(too_long(63));
-    }
-    if !value.is_empty() && !is_name_part(value) {
-        errs.push(shape_error(LABEL_VALUE_SHAPE, LABEL_VALUE_PATTERN, &["MyValue", "my_value", "12345"]));
-    }
-    errs
+    crate::validation::names::is_valid_label_value(value)
 }
 
 /// A string quoted the way Go's `%q` prints it.

@@ -9,7 +9,7 @@
 //! under `hostNetwork`). Validation follows `ValidatePodSpec` / `ValidatePodTemplateSpec` and
 //! `ValidatePodUpdate`, with the same field paths and messages.
 
-use crate::validation::{FieldError, FieldErrors, FieldPath};
+use crate::validation::{FieldError, FieldErrors, FieldPath, names};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
     NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, Pod, PodAffinityTerm, PodSpec,
@@ -97,50 +97,14 @@ fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
 // Name and value formats
 // ---------------------------------------------------------------------------------------------
 
-fn lower_alnum(c: u8) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit()
-}
-
-fn matches_dns_label(v: &str) -> bool {
-    let b = v.as_bytes();
-    !b.is_empty() && lower_alnum(b[0]) && lower_alnum(b[b.len() - 1]) && b.iter().all(|&c| lower_alnum(c) || c == b'-')
-}
-
-fn matches_dns_subdomain(v: &str) -> bool {
-    v.split('.').all(matches_dns_label)
-}
-
-const DNS_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-
 /// `IsDNS1123Label`: the problems with `v` as an RFC 1123 label (empty when valid).
 pub(super) fn dns1123_label(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !matches_dns_label(v) {
-        if matches_dns_subdomain(v) {
-            errs.push("must not contain dots".to_string());
-        } else {
-            errs.push(regex_error(DNS_LABEL_MSG, DNS_LABEL_FMT, &["my-name", "123-abc"]));
-        }
-    }
-    errs
+    names::is_dns1123_label(v)
 }
 
 /// `IsDNS1123Subdomain`.
 pub(super) fn dns1123_subdomain(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 253 {
-        errs.push(max_len_error(253));
-    }
-    if !matches_dns_subdomain(v) {
-        let fmt = format!("{DNS_LABEL_FMT}(\\.{DNS_LABEL_FMT})*");
-        errs.push(regex_error(DNS_SUBDOMAIN_MSG, &fmt, &["example.com"]));
-    }
-    errs
+    names::is_dns1123_subdomain(v)
 }
 
 /// `ValidateDNS1123Label` as field errors.
@@ -153,54 +117,10 @@ pub(super) fn validate_dns_subdomain(v: &str, path: &FieldPath) -> FieldErrors {
     invalid_each(path, v, dns1123_subdomain(v))
 }
 
-fn matches_qualified_part(v: &str) -> bool {
-    let b = v.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
-}
-
-const QUALIFIED_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_MSG: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-
 /// `IsQualifiedName`: an optional DNS subdomain prefix and `/`, then a name of at most 63
 /// characters.
 pub(super) fn qualified_name(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    let parts: Vec<&str> = v.split('/').collect();
-    let name = match parts.len() {
-        1 => parts[0],
-        2 => {
-            let prefix = parts[0];
-            if prefix.is_empty() {
-                errs.push("prefix part must be non-empty".to_string());
-            } else {
-                errs.extend(dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
-            }
-            parts[1]
-        }
-        _ => {
-            errs.push(format!(
-                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(QUALIFIED_MSG, QUALIFIED_FMT, &["MyName", "my.name", "123-abc"])
-            ));
-            return errs;
-        }
-    };
-    if name.is_empty() {
-        errs.push("name part must be non-empty".to_string());
-    } else if name.len() > 63 {
-        errs.push(format!("name part {}", max_len_error(63)));
-    }
-    if !matches_qualified_part(name) {
-        errs.push(format!(
-            "name part {}",
-            regex_error(QUALIFIED_MSG, QUALIFIED_FMT, &["MyName", "my.name", "123-abc"])
-        ));
-    }
-    errs
+    names::is_qualified_name(v)
 }
 
 /// `ValidateQualifiedName` as field errors.
@@ -210,18 +130,7 @@ pub(super) fn validate_qualified_name(v: &str, path: &FieldPath) -> FieldErrors 
 
 /// `IsValidLabelValue`.
 pub(super) fn label_value(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !v.is_empty() && !matches_qualified_part(v) {
-        errs.push(regex_error(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
-            &format!("({QUALIFIED_FMT})?"),
-            &["MyValue", "my_value", "12345"],
-        ));
-    }
-    errs
+    names::is_valid_label_value(v)
 }
 
 /// `ValidateLabels`: every key a qualified name, every value a label value. Errors are

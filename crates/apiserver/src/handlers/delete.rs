@@ -117,12 +117,7 @@ async fn delete_one(srv: &ApiServer, req: &ResourceRequest, name: &str, opts: &D
     let res = req.resource;
     let key = object::key(res, req.namespace.as_deref(), name);
     loop {
-        let kv = srv
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| ApiError::from_store(e, gr(res), name))?
-            .ok_or_else(|| ApiError::not_found(gr(res), name))?;
+        let kv = crate::handlers::get::load_stored(srv, res, &key, name).await?;
         let obj = from_kv(&kv)?;
         let uid = object::meta_str(&obj, "uid");
         if let Some(want) = opts.uid.as_deref().filter(|u| !u.is_empty())

@@ -6,6 +6,8 @@ use crate::server::{ApiServer, Ctx, json_response};
 use crate::status::{ApiError, ApiResult};
 use axum::body::Body;
 use http::Response;
+use rudder_api::catalog::Resource;
+use rudder_store::KeyValue;
 use serde_json::Value;
 
 /// Reads the object a request names, in the served version, from the store.
@@ -18,13 +20,17 @@ pub async fn load_kv(srv: &ApiServer, req: &ResourceRequest) -> ApiResult<(Value
     let res = req.resource;
     let name = req.name.as_deref().unwrap_or_default();
     let key = object::key(res, req.namespace.as_deref(), name);
-    let kv = srv
-        .store
-        .get(&key)
+    let kv = load_stored(srv, res, &key, name).await?;
+    Ok((from_storage(res, from_kv(&kv)?)?, kv.mod_revision))
+}
+
+/// Reads a key from the store as stored; 404 for `name` of `res` when it is missing.
+pub async fn load_stored(srv: &ApiServer, res: &Resource, key: &str, name: &str) -> ApiResult<KeyValue> {
+    srv.store
+        .get(key)
         .await
         .map_err(|e| ApiError::from_store(e, gr(res), name))?
-        .ok_or_else(|| ApiError::not_found(gr(res), name))?;
-    Ok((from_storage(res, from_kv(&kv)?)?, kv.mod_revision))
+        .ok_or_else(|| ApiError::not_found(gr(res), name))
 }
 
 /// `GET .../<resource>/<name>`.

@@ -55,16 +55,22 @@ impl Patch {
         }
         Ok(doc)
     }
+
+    /// Reads the patch of a request: its media type must be a supported patch type (415
+    /// otherwise, before the body is read).
+    pub async fn from_request(ctx: &mut Ctx) -> ApiResult<Patch> {
+        let ct = ctx.content_type();
+        if !PATCH_TYPES.contains(&ct.as_str()) {
+            return Err(ApiError::unsupported_media_type(&ct, PATCH_TYPES));
+        }
+        let body = ctx.body_bytes().await?;
+        Patch::parse(&ct, &body)
+    }
 }
 
 /// `PATCH .../<resource>/<name>[/status]`.
 pub async fn patch(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
-    let ct = ctx.content_type();
-    if !PATCH_TYPES.contains(&ct.as_str()) {
-        return Err(ApiError::unsupported_media_type(&ct, PATCH_TYPES));
-    }
-    let body = ctx.body_bytes().await?;
-    let patch = Patch::parse(&ct, &body)?;
+    let patch = Patch::from_request(ctx).await?;
     let obj = update_object(srv, req, ctx.query.dry_run, |old| patch.apply(old)).await?;
     Ok(json_response(200, &obj))
 }

@@ -2,7 +2,7 @@
 //! statefulsets and replicationcontrollers.
 
 use crate::handlers::get;
-use crate::handlers::patch::{PATCH_TYPES, Patch};
+use crate::handlers::patch::Patch;
 use crate::handlers::update::update_object;
 use crate::request::ResourceRequest;
 use crate::server::{ApiServer, Ctx, json_response};
@@ -96,12 +96,7 @@ pub async fn update(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> Ap
 
 /// `PATCH .../scale`: the patch applies to the `Scale`, whose replicas then go to the object.
 pub async fn patch(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
-    let ct = ctx.content_type();
-    if !PATCH_TYPES.contains(&ct.as_str()) {
-        return Err(ApiError::unsupported_media_type(&ct, PATCH_TYPES));
-    }
-    let body = ctx.body_bytes().await?;
-    let patch = Patch::parse(&ct, &body)?;
+    let patch = Patch::from_request(ctx).await?;
     let obj = update_object(srv, req, ctx.query.dry_run, |old| {
         let patched = patch.apply(&scale_of(old))?;
         apply_scale(req, old, &patched)

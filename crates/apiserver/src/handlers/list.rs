@@ -178,22 +178,79 @@ fn continue_expired(_filter: &Filter, _res: &Resource) -> ApiError {
     e
 }
 
+/// Upstream's `ValidateListOptions`: the combinations of `resourceVersion`,
+/// `resourceVersionMatch`, `continue`, `sendInitialEvents` and `allowWatchBookmarks` that make
+/// sense for a list or a watch; anything else is a 422 `Invalid` on `ListOptions`.
+pub fn validate_list_options(q: &crate::request::Query, watch: bool) -> ApiResult<()> {
+    use rudder_api::{FieldError, FieldPath};
+    let rvm = FieldPath::root("resourceVersionMatch");
+    let mut errs = Vec::new();
+    let matching = q.resource_version_match.as_deref();
+    if watch {
+        match q.send_initial_events {
+            Some(send) => {
+                if matching != Some("NotOlderThan") {
+                    errs.push(FieldError::not_supported(&rvm, matching.unwrap_or(""), &["NotOlderThan"]));
+                }
+                if send && !q.allow_watch_bookmarks {
+                    errs.push(FieldError::forbidden(
+                        &FieldPath::root("allowWatchBookmarks"),
+                        "allowWatchBookmarks must be set to true when sendInitialEvents is true",
+                    ));
+                }
+                if q.continue_token.is_some() {
+                    errs.push(FieldError::forbidden(
+                        &rvm,
+                        "resourceVersionMatch is forbidden when continue is provided",
+                    ));
+                }
+            }
+            None if matching.is_some() => errs.push(FieldError::forbidden(
+                &rvm,
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            )),
+            None => {}
+        }
+    } else {
+        if q.send_initial_events.is_some() {
+            errs.push(FieldError::forbidden(
+                &FieldPath::root("sendInitialEvents"),
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+        if let Some(m) = matching {
+            if q.resource_version.is_none() {
+                errs.push(FieldError::forbidden(
+                    &rvm,
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if q.continue_token.is_some() {
+                errs.push(FieldError::forbidden(&rvm, "resourceVersionMatch is forbidden when continue is provided"));
+            }
+            if m != "Exact" && m != "NotOlderThan" {
+                errs.push(FieldError::not_supported(&rvm, m, &["Exact", "NotOlderThan", ""]));
+            }
+            if m == "Exact" && q.resource_version.as_deref() == Some("0") {
+                errs.push(FieldError::forbidden(
+                    &rvm,
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", &errs)) }
+}
+
 /// Serves one page as the request asks.
 pub async fn read_page(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx, filter: &Filter) -> ApiResult<Page> {
     let res = req.resource;
     let q = &ctx.query;
     let limit = q.limit.unwrap_or(0).max(0) as usize;
     let rv_match = q.resource_version_match.as_deref();
-    match rv_match {
-        None | Some("NotOlderThan") | Some("Exact") => {}
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
-            )));
-        }
-    }
+    validate_list_options(q, false)?;
     if let Some(token) = &q.continue_token {
-        if q.resource_version.as_deref().is_some_and(|rv| !rv.is_empty() && rv != "0") || rv_match.is_some() {
+        if q.resource_version.as_deref().is_some_and(|rv| !rv.is_empty() && rv != "0") {
             return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
         }
         let t = decode_continue(token)?;
@@ -214,13 +271,7 @@ pub async fn read_page(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx, filter
         None => None,
         Some(s) => Some(object::parse_rv(s)?),
     };
-    if rv_match.is_some() && rv.is_none() {
-        return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"));
-    }
     match (rv, rv_match) {
-        (Some(0), Some("Exact")) => {
-            Err(ApiError::bad_request("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""))
-        }
         (Some(n), Some("Exact")) => page_from_store(srv, res, filter, None, Some(n), limit).await.map_err(|e| {
             if e.code == 410 {
                 ApiError::expired(format!("too old resource version: {n} ({})", srv.store.compacted_revision()))

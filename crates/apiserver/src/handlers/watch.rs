@@ -109,36 +109,8 @@ pub async fn watch(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResu
         None => None,
         Some(s) => Some(object::parse_rv(s)?),
     };
+    crate::handlers::list::validate_list_options(&ctx.query, true)?;
     let send_initial = q.send_initial_events;
-    if send_initial.is_some() && q.resource_version_match.as_deref() != Some("NotOlderThan") {
-        return Err(ApiError::invalid(
-            "meta.k8s.io",
-            "ListOptions",
-            "",
-            &[rudder_api::FieldError::forbidden(
-                &rudder_api::FieldPath::root("sendInitialEvents"),
-                "sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan",
-            )],
-        ));
-    }
-    if send_initial == Some(true) && !q.allow_watch_bookmarks {
-        return Err(ApiError::invalid(
-            "meta.k8s.io",
-            "ListOptions",
-            "",
-            &[rudder_api::FieldError::forbidden(
-                &rudder_api::FieldPath::root("allowWatchBookmarks"),
-                "allowWatchBookmarks must be set to true when sendInitialEvents is true",
-            )],
-        ));
-    }
-    if let Some(m) = q.resource_version_match.as_deref()
-        && (send_initial.is_none() || m != "NotOlderThan")
-    {
-        return Err(ApiError::bad_request(format!(
-            "resourceVersionMatch {m:?} is only allowed for watch together with sendInitialEvents"
-        )));
-    }
     let start = match (send_initial, rv) {
         (Some(true), Some(n)) if n > 0 => {
             if !srv.cache.wait_for(n, Duration::from_secs(3)).await {

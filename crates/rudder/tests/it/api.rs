@@ -1197,11 +1197,35 @@ async fn list_paging_and_resource_version_semantics() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["metadata"]["name"], "cm-7");
 
-    // Invalid combinations.
+    // Option combinations upstream's ValidateListOptions refuses: 422 on ListOptions, with
+    // the field in the cause.
+    for (query, message) in [
+        ("resourceVersionMatch=Exact", "resourceVersionMatch is forbidden unless resourceVersion is provided"),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ),
+        ("resourceVersion=1&resourceVersionMatch=Sometimes", "supported values: \"Exact\", \"NotOlderThan\", \"\""),
+        ("sendInitialEvents=true", "sendInitialEvents is forbidden for list"),
+    ] {
+        let (code, body) = raw_json(&client, "GET", &format!("{base}?{query}"), None, Value::Null).await;
+        assert_eq!(code, 422, "{query}: {body}");
+        assert_status(&body, 422, "Invalid");
+        assert_eq!(body["details"]["kind"], "ListOptions", "{query}");
+        assert!(body["message"].as_str().unwrap().contains(message), "{query}: {body}");
+    }
+    let (code, body) = raw_json(
+        &client,
+        "GET",
+        &format!("{base}?watch=true&resourceVersionMatch=NotOlderThan&resourceVersion=1"),
+        None,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "resourceVersionMatch");
+    // Malformed continue tokens and a resourceVersion beside a continue token: 400.
     for query in [
-        "resourceVersionMatch=Exact".to_string(),
-        "resourceVersion=0&resourceVersionMatch=Exact".to_string(),
-        "resourceVersion=1&resourceVersionMatch=Sometimes".to_string(),
         format!("limit=2&continue={token1}&resourceVersion={list_rv}"),
         "limit=2&continue=bm90IGEgdG9rZW4".to_string(),
         "limit=2&continue=%%%".to_string(),

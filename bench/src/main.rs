@@ -54,6 +54,10 @@ pub struct Cli {
     /// Concurrent writers of those updates.
     #[arg(long, global = true, default_value_t = 8)]
     writers: usize,
+    /// Before each scenario and each round, wait up to this many seconds for other processes on
+    /// the machine to go quiet (below 0.25 cores busy); 0 disables the wait.
+    #[arg(long, global = true, default_value_t = 300)]
+    quiet_wait: u64,
     /// Cold starts measured (the median is reported).
     #[arg(long, global = true, default_value_t = 5)]
     starts: usize,
@@ -135,28 +139,61 @@ pub struct Results {
     pub rudder_starts: Vec<startup::Start>,
     pub etcd_starts: Vec<startup::Start>,
     pub failures: Vec<String>,
+    /// Wall time of the whole run, and the cores' worth of CPU that other processes used meanwhile.
+    pub run_secs: f64,
+    pub other_cpu: f64,
 }
 
-async fn scenario_creates(cli: &Cli, rudder_bin: &std::path::Path, etcd_bin: &std::path::Path, out: &mut Results) -> Result<()> {
+async fn quiet(cli: &Cli) {
+    if cli.quiet_wait > 0 {
+        procs::wait_quiet(Duration::from_secs(cli.quiet_wait), 0.25).await;
+    }
+}
+
+async fn scenario_creates(
+    cli: &Cli,
+    rudder_bin: &std::path::Path,
+    etcd_bin: &std::path::Path,
+    out: &mut Results,
+) -> Result<()> {
     let rudder = Rudder::start(rudder_bin).await.context("starting rudder")?;
     let etcd = Etcd::start(etcd_bin).await.context("starting etcd")?;
     eprintln!("creates: rudder pid {}, etcd pid {}", rudder.proc.pid(), etcd.proc.pid());
     let (warmup, duration) = (secs(cli.warmup), secs(cli.duration));
     for round in 0..cli.rounds.max(1) {
-    for &n in &cli.clients {
-        for proto in cli.create_http.protos() {
-            let tag = format!("r{round}{}c{n}", if proto == Proto::H2 { "h2" } else { "h1" });
-            let system = format!("rudder {}", proto.label());
-            eprintln!("creates, round {}: {system}, {n} clients ...", round + 1);
-            let p = creates::run_point(&system, &tag, creates::Source::Api(rudder.target(proto)?), Some(&rudder.proc), n, warmup, duration).await?;
+        quiet(cli).await;
+        for &n in &cli.clients {
+            for proto in cli.create_http.protos() {
+                let tag = format!("r{round}{}c{n}", if proto == Proto::H2 { "h2" } else { "h1" });
+                let system = format!("rudder {}", proto.label());
+                eprintln!("creates, round {}: {system}, {n} clients ...", round + 1);
+                let p = creates::run_point(
+                    &system,
+                    &tag,
+                    creates::Source::Api(rudder.target(proto)?),
+                    Some(&rudder.proc),
+                    n,
+                    warmup,
+                    duration,
+                )
+                .await?;
+                eprintln!("  {:.0}/s", p.rate());
+                out.creates.push(p);
+            }
+            eprintln!("creates, round {}: etcd, {n} clients ...", round + 1);
+            let p = creates::run_point(
+                "etcd",
+                &format!("r{round}c{n}"),
+                creates::Source::Etcd(&etcd),
+                Some(&etcd.proc),
+                n,
+                warmup,
+                duration,
+            )
+            .await?;
             eprintln!("  {:.0}/s", p.rate());
             out.creates.push(p);
         }
-        eprintln!("creates, round {}: etcd, {n} clients ...", round + 1);
-        let p = creates::run_point("etcd", &format!("r{round}c{n}"), creates::Source::Etcd(&etcd), Some(&etcd.proc), n, warmup, duration).await?;
-        eprintln!("  {:.0}/s", p.rate());
-        out.creates.push(p);
-    }
     }
     out.creates_mem = [rudder.proc.rss_kib().ok(), etcd.proc.rss_kib().ok()];
     Ok(())
@@ -171,19 +208,35 @@ async fn scenario_store(cli: &Cli, out: &mut Results) -> Result<()> {
         .context("cannot open the embedded store")?;
     let memory = rudder_store::memory();
     for round in 0..cli.rounds.max(1) {
-    for &n in &cli.clients {
-        for (label, store) in [("store, embedded (durable)", &embedded), ("store, memory", &memory)] {
-            eprintln!("store, round {}: {label}, {n} clients ...", round + 1);
-            let p = creates::run_point(label, &format!("r{round}s{n}"), creates::Source::Store(store.clone()), None, n, warmup, duration).await?;
-            eprintln!("  {:.0}/s", p.rate());
-            out.store.push(p);
+        quiet(cli).await;
+        for &n in &cli.clients {
+            for (label, store) in [("store, embedded (durable)", &embedded), ("store, memory", &memory)] {
+                eprintln!("store, round {}: {label}, {n} clients ...", round + 1);
+                let p = creates::run_point(
+                    label,
+                    &format!("r{round}s{n}"),
+                    creates::Source::Store(store.clone()),
+                    None,
+                    n,
+                    warmup,
+                    duration,
+                )
+                .await?;
+                eprintln!("  {:.0}/s", p.rate());
+                out.store.push(p);
+            }
         }
-    }
     }
     Ok(())
 }
 
-async fn scenario_list_watch(cli: &Cli, rudder_bin: &std::path::Path, etcd_bin: &std::path::Path, what: What, out: &mut Results) -> Result<()> {
+async fn scenario_list_watch(
+    cli: &Cli,
+    rudder_bin: &std::path::Path,
+    etcd_bin: &std::path::Path,
+    what: What,
+    out: &mut Results,
+) -> Result<()> {
     let rudder = Rudder::start(rudder_bin).await.context("starting rudder")?;
     let target = rudder.target(Proto::H2)?;
     eprintln!("list/watch: rudder pid {}", rudder.proc.pid());
@@ -207,7 +260,12 @@ async fn scenario_list_watch(cli: &Cli, rudder_bin: &std::path::Path, etcd_bin: 
     let w = watch::run(&target, &rudder.proc, cli.watchers, cli.updates, cli.writers, cli.pods).await;
     match w {
         Ok(w) => {
-            eprintln!("  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", stats::ms(w.p50), stats::ms(w.p99), stats::ms(w.max));
+            eprintln!(
+                "  p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                stats::ms(w.p50),
+                stats::ms(w.p99),
+                stats::ms(w.max)
+            );
             out.watch = Some(w);
         }
         Err(e) => out.failures.push(format!("watch fan-out: {e:#}")),
@@ -215,7 +273,13 @@ async fn scenario_list_watch(cli: &Cli, rudder_bin: &std::path::Path, etcd_bin: 
     Ok(())
 }
 
-async fn scenario_startup(cli: &Cli, rudder_bin: &std::path::Path, etcd_bin: &std::path::Path, out: &mut Results) -> Result<()> {
+async fn scenario_startup(
+    cli: &Cli,
+    rudder_bin: &std::path::Path,
+    etcd_bin: &std::path::Path,
+    out: &mut Results,
+) -> Result<()> {
+    quiet(cli).await;
     for i in 0..cli.starts {
         eprintln!("startup: rudder {}/{} ...", i + 1, cli.starts);
         out.rudder_starts.push(startup::rudder_once(rudder_bin).await?);
@@ -229,10 +293,14 @@ async fn scenario_startup(cli: &Cli, rudder_bin: &std::path::Path, etcd_bin: &st
 
 async fn run(cli: Cli) -> Result<bool> {
     let rudder_bin = cli.rudder.clone().unwrap_or_else(default_rudder);
-    procs::require_file(&rudder_bin, "build it with `cargo build --release -p rudder-bench -p rudder` (or pass --rudder)")?;
+    procs::require_file(
+        &rudder_bin,
+        "build it with `cargo build --release -p rudder-bench -p rudder` (or pass --rudder)",
+    )?;
     let etcd_bin = match &cli.etcd {
         Some(p) => p.clone(),
-        None => procs::which("etcd").context("etcd not found on PATH; install Debian's etcd-server (bench/run does) or pass --etcd")?,
+        None => procs::which("etcd")
+            .context("etcd not found on PATH; install Debian's etcd-server (bench/run does) or pass --etcd")?,
     };
     procs::require_file(&etcd_bin, "pass --etcd")?;
     let etcd_version = procs::version_of(&etcd_bin);
@@ -240,6 +308,8 @@ async fn run(cli: Cli) -> Result<bool> {
         eprintln!("warning: the reference is meant to be etcd 3.4; found {etcd_version:?}");
     }
 
+    let (run_start, busy_start, own_start) =
+        (std::time::Instant::now(), procs::machine_busy(), procs::own_and_reaped_children_cpu_time());
     let load_before = report::load_average();
     let fsync_before = report::fsync_probe();
     let mut out = Results::default();
@@ -276,6 +346,10 @@ async fn run(cli: Cli) -> Result<bool> {
         }
     }
 
+    out.run_secs = run_start.elapsed().as_secs_f64();
+    let ours = procs::own_and_reaped_children_cpu_time().saturating_sub(own_start);
+    out.other_cpu =
+        procs::machine_busy().saturating_sub(busy_start).saturating_sub(ours).as_secs_f64() / out.run_secs.max(1e-9);
     let facts = report::Facts::gather(&rudder_bin, &etcd_version, load_before, fsync_before);
     println!("{}", report::text(&cli, &facts, &out));
     let target = match (&cli.output, all, cli.no_write) {

@@ -95,7 +95,7 @@ async fn bootstrap_namespaces(store: &dyn rudder_store::Storage) -> Result<()> {
             "apiVersion": "v1",
             "metadata": {
                 "name": ns,
-                "uid": uuid::Uuid::new_v4().to_string(),
+                "uid": registry::new_uid(),
                 "creationTimestamp": object::now(),
                 "labels": {"kubernetes.io/metadata.name": ns},
             },

@@ -74,6 +74,12 @@ fn typed(res: &Resource, kind: &str, obj: Value, old: Option<&Value>) -> ApiResu
 
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
+/// A random (version 4) UUID from the thread's generator, without a system call per object.
+pub fn new_uid() -> String {
+    use rand::Rng;
+    uuid::Builder::from_random_bytes(rand::rng().random()).into_uuid().to_string()
+}
+
 /// Upstream's name generator: the prefix plus five random characters.
 pub fn generate_name(prefix: &str) -> String {
     use rand::Rng;
@@ -182,7 +188,7 @@ pub fn prepare_create(res: &Resource, kind: &str, url_namespace: Option<&str>, m
             let generated = generate_name(generate);
             meta.insert("name".into(), Value::String(generated));
         }
-        meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+        meta.insert("uid".into(), Value::String(new_uid()));
         meta.insert("creationTimestamp".into(), Value::String(now()));
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");

@@ -32,8 +32,10 @@ pub struct CachedObject {
     pub key: Arc<str>,
     /// Its `resourceVersion`.
     pub revision: u64,
-    /// Its JSON, `resourceVersion` included.
-    pub json: Bytes,
+    /// Its JSON as stored (shared with the store), without `resourceVersion`.
+    raw: Bytes,
+    /// Where `resourceVersion` goes into `raw`; `None` when `raw` already is the full JSON.
+    meta_open: Option<usize>,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
     /// Selectable fields (`metadata.name`, `spec.nodeName`, ...).
@@ -41,9 +43,22 @@ pub struct CachedObject {
 }
 
 impl CachedObject {
-    /// Decodes the stored JSON.
+    /// Its JSON, `resourceVersion` included.
+    pub fn json(&self) -> Bytes {
+        match self.meta_open {
+            Some(at) => crate::object::with_resource_version(&self.raw, at, self.revision),
+            None => self.raw.clone(),
+        }
+    }
+
+    /// Whether the encoded object (without `resourceVersion`) contains `needle`.
+    pub fn raw_contains(&self, needle: &[u8]) -> bool {
+        self.raw.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// Decodes the JSON.
     pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+        serde_json::from_slice(&self.json()).unwrap_or(Value::Null)
     }
 }
 
@@ -225,11 +240,14 @@ impl WatchCache {
         Ok(cache)
     }
 
-    fn decode(&self, key: &Arc<str>, value: &[u8], revision: u64) -> Arc<CachedObject> {
+    fn decode(&self, key: &Arc<str>, value: &Bytes, revision: u64) -> Arc<CachedObject> {
         let mut obj: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
         }
+        // The stored bytes are kept as they are (shared with the store); the revision is
+        // inserted when the object is served.
+        let meta_open = crate::object::metadata_object_start(value);
         let labels = obj
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
@@ -240,8 +258,11 @@ impl WatchCache {
             Some(r) => selectors::field_set(r.group, r.plural, &obj),
             None => Vec::new(),
         };
-        let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
-        Arc::new(CachedObject { key: key.clone(), revision, json, labels, fields })
+        let raw = match meta_open {
+            Some(_) => value.clone(),
+            None => crate::object::compact_json(&obj),
+        };
+        Arc::new(CachedObject { key: key.clone(), revision, raw, meta_open, labels, fields })
     }
 
     /// Replaces the contents with a fresh list of the store; ends every current watcher.

@@ -58,9 +58,17 @@ pub fn to_bytes(obj: &Value) -> Bytes {
             m.remove("resourceVersion");
             m.remove("selfLink");
         }
-        return Bytes::from(serde_json::to_vec(&obj).expect("JSON values always encode"));
+        return compact_json(&obj);
     }
-    Bytes::from(serde_json::to_vec(obj).expect("JSON values always encode"))
+    compact_json(obj)
+}
+
+/// Encodes JSON into a buffer of exactly its length: stored and cached objects live long,
+/// and the encoder's spare capacity (up to half the buffer) would live with them.
+pub fn compact_json(obj: &Value) -> Bytes {
+    let mut buf = serde_json::to_vec(obj).expect("JSON values always encode");
+    buf.shrink_to_fit();
+    Bytes::from(buf)
 }
 
 /// Converts an object in the served version of `res` to its storage version.
@@ -88,4 +96,130 @@ pub fn parse_rv(rv: &str) -> ApiResult<u64> {
 /// Now, as upstream formats `metav1.Time`.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Skips JSON whitespace from `i`.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// Returns the index just past the string starting at `i` (which must be a `"`).
+fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Returns the index just past the JSON value starting at `i`.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                j += 1;
+            }
+            Some(j)
+        }
+    }
+}
+
+/// Finds the `{` that opens the top-level `metadata` object of an encoded object, so a
+/// `resourceVersion` can be inserted without decoding and encoding the whole object.
+pub fn metadata_object_start(b: &[u8]) -> Option<usize> {
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        if key == b"metadata" {
+            return (b.get(i) == Some(&b'{')).then_some(i);
+        }
+        i = skip_ws(b, skip_value(b, i)?);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// An encoded object with `metadata.resourceVersion` inserted at `meta_open` (from
+/// [`metadata_object_start`]). The stored encoding never carries a `resourceVersion`.
+pub fn with_resource_version(raw: &[u8], meta_open: usize, revision: u64) -> Bytes {
+    let empty = raw.get(skip_ws(raw, meta_open + 1)) == Some(&b'}');
+    let rv = format!("\"resourceVersion\":\"{revision}\"{}", if empty { "" } else { "," });
+    let mut out = Vec::with_capacity(raw.len() + rv.len());
+    out.extend_from_slice(&raw[..=meta_open]);
+    out.extend_from_slice(rv.as_bytes());
+    out.extend_from_slice(&raw[meta_open + 1..]);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn inserts_the_resource_version_without_decoding() {
+        let cases = [
+            json!({"apiVersion": "v1", "data": {"metadata": "{\"x\":1}", "a": "}\"{"}, "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"k": "v"}}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {}}),
+            json!({"items": [{"metadata": {"name": "nested"}}], "kind": "X", "metadata": {"name": "top"}, "spec": {"n": -1.5e3, "b": true, "z": null}}),
+        ];
+        for obj in cases {
+            let raw = to_bytes(&obj);
+            let at = metadata_object_start(&raw).expect("metadata found");
+            let spliced: Value = serde_json::from_slice(&with_resource_version(&raw, at, 42)).expect("still JSON");
+            let mut expected = obj.clone();
+            expected["metadata"]["resourceVersion"] = json!("42");
+            assert_eq!(spliced, expected);
+        }
+        assert_eq!(metadata_object_start(br#"{"kind":"X"}"#), None);
+        assert_eq!(metadata_object_start(br#"{"metadata":"text"}"#), None);
+        assert_eq!(metadata_object_start(b"not json"), None);
+    }
 }

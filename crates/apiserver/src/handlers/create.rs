@@ -10,10 +10,6 @@ use http::Response;
 use rudder_api::catalog::Resource;
 use serde_json::Value;
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// Upstream's NamespaceLifecycle admission: the namespace must exist and not be terminating.
 pub async fn check_namespace(srv: &ApiServer, res: &Resource, namespace: &str, name: &str) -> ApiResult<()> {
     if !res.namespaced {
@@ -23,7 +19,7 @@ pub async fn check_namespace(srv: &ApiServer, res: &Resource, namespace: &str, n
     let phase = match srv.cache.get(&key) {
         // A namespace's only `phase` is its status phase, and an unescaped `"phase":"…"` pair
         // cannot occur inside a string value: a byte search answers without decoding.
-        Some(obj) => contains(&obj.json, br#""phase":"Terminating""#).then(|| "Terminating".to_string()),
+        Some(obj) => obj.raw_contains(br#""phase":"Terminating""#).then(|| "Terminating".to_string()),
         None => match srv.store.get(&key).await.map_err(|e| ApiError::from_store(e, gr(res), name))? {
             Some(kv) => from_kv(&kv)?.pointer("/status/phase").and_then(Value::as_str).map(str::to_string),
             None => {

@@ -42,7 +42,7 @@ pub async fn get(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResult
         let key = object::key(res, req.namespace.as_deref(), name);
         let obj = srv.cache.get(&key).ok_or_else(|| ApiError::not_found(gr(res), name))?;
         if res.api_version() == res.storage_version {
-            return Ok(crate::server::bytes_response(200, obj.json.clone()));
+            return Ok(crate::server::bytes_response(200, obj.json()));
         }
         return Ok(json_response(200, &from_storage(res, obj.value())?));
     }

@@ -89,7 +89,7 @@ pub struct Page {
 
 fn item_json(res: &Resource, obj: &CachedObject) -> ApiResult<Bytes> {
     if res.api_version() == res.storage_version {
-        Ok(obj.json.clone())
+        Ok(obj.json())
     } else {
         let v = from_storage(res, obj.value())?;
         Ok(Bytes::from(serde_json::to_vec(&v).expect("JSON values encode")))

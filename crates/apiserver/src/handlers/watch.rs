@@ -51,11 +51,11 @@ impl Watcher {
 
     fn object_json(&self, obj: &CachedObject) -> Bytes {
         if self.res.api_version() == self.res.storage_version {
-            return obj.json.clone();
+            return obj.json();
         }
         match from_storage(self.res, obj.value()) {
             Ok(v) => Bytes::from(serde_json::to_vec(&v).expect("JSON values encode")),
-            Err(_) => obj.json.clone(),
+            Err(_) => obj.json(),
         }
     }
 

@@ -36,6 +36,8 @@ const META_COMPACTED: &str = "compacted";
 
 /// Log size after which redb is flushed and the log restarted.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
+/// How much the log grows at a time.
+const WAL_CHUNK: u64 = 4 << 20;
 /// Longest time between checkpoints while writes keep coming.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -50,6 +52,8 @@ pub(crate) struct RedbPersist {
     wal_path: PathBuf,
     /// Where the next frame goes; also how much has been written since the last checkpoint.
     wal_bytes: u64,
+    /// How long the log file is: blocks up to here exist and are overwritten in place.
+    wal_allocated: u64,
     last_checkpoint: Instant,
 }
 
@@ -190,7 +194,8 @@ impl RedbPersist {
             .truncate(false)
             .open(&wal_path)
             .map_err(|e| Error::Backend(format!("cannot open the store log {}: {e}", wal_path.display())))?;
-        Ok(RedbPersist { db, wal, wal_path, wal_bytes: 0, last_checkpoint: Instant::now() })
+        let wal_allocated = wal.metadata().map_err(backend("inspect the store log"))?.len();
+        Ok(RedbPersist { db, wal, wal_path, wal_bytes: 0, wal_allocated, last_checkpoint: Instant::now() })
     }
 
     fn write_to_db(&self, records: &[Record], revision: Revision, durability: Durability) -> Result<()> {
@@ -254,6 +259,15 @@ impl Persist for RedbPersist {
 
     fn commit(&mut self, records: &[Record], revision: Revision) -> Result<()> {
         let frame = encode_frame(records);
+        let end = self.wal_bytes + frame.len() as u64;
+        if end > self.wal_allocated {
+            // Grows the log ahead of the writes in zeroed chunks (a zero frame header fails its
+            // checksum, so replay stops there), so most syncs only overwrite existing blocks.
+            let chunk = (end - self.wal_allocated).max(WAL_CHUNK);
+            let zeros = vec![0u8; chunk as usize];
+            self.wal.write_all_at(&zeros, self.wal_allocated).map_err(backend("grow the store log"))?;
+            self.wal_allocated += chunk;
+        }
         self.wal.write_all_at(&frame, self.wal_bytes).map_err(backend("write to the store log"))?;
         self.wal.sync_data().map_err(backend("sync the store log"))?;
         self.wal_bytes += frame.len() as u64;
@@ -284,7 +298,6 @@ impl Persist for RedbPersist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn rec(key: &str, revision: u64, value: Option<&str>) -> Record {
         Record {
@@ -347,14 +360,11 @@ mod tests {
             p.commit(&[rec("/k", 2, Some("v2"))], 2).unwrap();
             p.checkpoint().unwrap();
         }
-        // A batch that reached the log but not the file, as after a crash.
+        // A batch that reached the log but not the file, as after a crash: after the checkpoint
+        // the log is written from its start again.
         let frame = encode_frame(&[rec("/k", 3, None), rec("/n", 5, Some("new"))]);
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("state.db-wal"))
-            .unwrap()
-            .write_all(&frame)
-            .unwrap();
+        let wal = std::fs::OpenOptions::new().write(true).open(dir.path().join("state.db-wal")).unwrap();
+        wal.write_all_at(&frame, 0).unwrap();
         {
             let mut p = RedbPersist::open(&path).unwrap();
             let loaded = p.load().unwrap();

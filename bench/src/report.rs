@@ -426,7 +426,7 @@ fn sections(cli: &Cli, r: &Results) -> Vec<Section> {
         }
         let note = "Diagnosis, not a target: the API server's store (`rudder-store`) driven directly in the harness \
                     process with the same 1 KiB values under `/registry/configmaps/default/`, no HTTP, TLS or JSON. \
-                    \"embedded\" is the durable backend the server uses (one redb commit per batch); \"memory\" keeps \
+                    \"embedded\" is the durable backend the server uses (one write-ahead log sync per batch, redb flushed at checkpoints); \"memory\" keeps \
                     nothing on disk. Its ceiling is the API's ceiling for creates."
             .to_string();
         out.push(Section { title: "1b. The store alone (where create time goes)".into(), note, tables: vec![t] });

@@ -277,7 +277,7 @@ pub async fn delete_collection(srv: &ApiServer, req: &ResourceRequest, ctx: &mut
         };
         match delete_one(srv, &one, &name, &opts).await {
             Ok(Outcome::Removed(o)) | Ok(Outcome::Pending(o)) => {
-                items.push(Bytes::from(serde_json::to_vec(&o).expect("JSON values encode")))
+                items.push(list::Item::Encoded(Bytes::from(serde_json::to_vec(&o).expect("JSON values encode"))))
             }
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

@@ -77,8 +77,8 @@ fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
 
 /// One page of a list, ready to encode.
 pub struct Page {
-    /// Objects' JSON (served version), in key order.
-    pub items: Vec<Bytes>,
+    /// Objects (served version), in key order.
+    pub items: Vec<Item>,
     /// The list's revision.
     pub revision: u64,
     /// The continue token, if more follow.
@@ -87,12 +87,20 @@ pub struct Page {
     pub remaining: Option<u64>,
 }
 
-fn item_json(res: &Resource, obj: &CachedObject) -> ApiResult<Bytes> {
+/// One item of a list page.
+pub enum Item {
+    /// Already encoded.
+    Encoded(Bytes),
+    /// From the watch cache, in the storage version, encoded as it is written out.
+    Cached(Arc<CachedObject>),
+}
+
+fn item_json(res: &Resource, obj: &Arc<CachedObject>) -> ApiResult<Item> {
     if res.api_version() == res.storage_version {
-        Ok(obj.json())
+        Ok(Item::Cached(obj.clone()))
     } else {
         let v = from_storage(res, obj.value())?;
-        Ok(Bytes::from(serde_json::to_vec(&v).expect("JSON values encode")))
+        Ok(Item::Encoded(Bytes::from(serde_json::to_vec(&v).expect("JSON values encode"))))
     }
 }
 
@@ -154,7 +162,7 @@ async fn page_from_store(
                 continue;
             }
             let obj = from_storage(res, obj)?;
-            items.push(Bytes::from(serde_json::to_vec(&obj).expect("JSON values encode")));
+            items.push(Item::Encoded(Bytes::from(serde_json::to_vec(&obj).expect("JSON values encode"))));
         }
         if !more || (limit > 0 && items.len() >= limit) {
             break;
@@ -313,7 +321,14 @@ pub fn encode_list(res: &Resource, page: &Page) -> Bytes {
     }
     let head = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta});
     let head = serde_json::to_vec(&head).expect("JSON values encode");
-    let size: usize = page.items.iter().map(|i| i.len() + 1).sum();
+    let size: usize = page
+        .items
+        .iter()
+        .map(|i| match i {
+            Item::Encoded(b) => b.len() + 1,
+            Item::Cached(o) => o.json_len_hint() + 1,
+        })
+        .sum();
     let mut out = BytesMut::with_capacity(head.len() + size + 16);
     out.put_slice(&head[..head.len() - 1]);
     out.put_slice(b",\"items\":[");
@@ -321,7 +336,10 @@ pub fn encode_list(res: &Resource, page: &Page) -> Bytes {
         if i > 0 {
             out.put_u8(b',');
         }
-        out.put_slice(item);
+        match item {
+            Item::Encoded(b) => out.put_slice(b),
+            Item::Cached(o) => o.write_json(&mut out),
+        }
     }
     out.put_slice(b"]}");
     out.freeze()

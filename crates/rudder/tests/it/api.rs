@@ -3,7 +3,7 @@
 //!
 //! Each test starts its own server and groups related checks so the suite stays quick.
 
-use crate::common::{TestServer, raw, raw_json};
+use crate::common::{TestServer, enc, raw, raw_json};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v1::Scale;
@@ -80,19 +80,6 @@ fn json_names(list: &Value) -> Vec<String> {
         .iter()
         .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// Percent-encodes a query value.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {

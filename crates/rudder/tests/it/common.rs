@@ -165,3 +165,16 @@ impl TestServer {
         kube::Client::try_from(config).expect("client builds")
     }
 }
+
+/// Percent-encodes everything outside the unreserved set (for query values in raw requests).
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

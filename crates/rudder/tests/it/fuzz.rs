@@ -6,7 +6,7 @@
 //!
 //! The run is seeded; the seed is printed, and `RUDDER_FUZZ_SEED=<seed>` replays it.
 
-use crate::common::TestServer;
+use crate::common::{TestServer, enc};
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -106,19 +106,6 @@ const NAMESPACES: &[&str] = &["default", "default", "fuzz", "fuzz", "kube-system
 fn random_string(rng: &mut StdRng, alphabet: &[u8], max: usize) -> String {
     let n = rng.random_range(0..=max);
     (0..n).map(|_| *alphabet.choose(rng).unwrap() as char).collect()
-}
-
-/// Percent-encodes everything outside the unreserved set.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Decodes percent-encoding (bytes that do not decode stay as they are).

@@ -7,11 +7,13 @@
 //! - [`kinds`]: per-kind defaulting and validation over `k8s-openapi` types ([`ApiKind`]).
 //! - [`validation`]: field paths and field errors, names, labels and object metadata.
 //! - [`selectors`]: label and field selectors.
+//! - [`schema`]: wire and patch metadata of every built-in message (generated table).
 //! - [`convert`]: conversion between versions that share one storage (e.g. autoscaling v1/v2).
 
 pub mod catalog;
 pub mod convert;
 pub mod kinds;
+pub mod schema;
 pub mod selectors;
 pub mod validation;
 

@@ -9,11 +9,11 @@
 
 use crate::kinds::{KindOps, ops};
 use k8s_openapi::api::{
-    admissionregistration::v1 as admissionregistration, apps::v1 as apps, autoscaling::v1 as autoscaling_v1,
-    autoscaling::v2 as autoscaling_v2, batch::v1 as batch, certificates::v1 as certificates,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling, storage::v1 as storage,
+    admissionregistration::v1 as admissionregistration, apps::v1 as apps, authentication::v1 as authn,
+    authorization::v1 as authz, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
+    batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking, node::v1 as node,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 
 /// Which rule a resource's object names must follow.
@@ -131,6 +131,10 @@ struct GroupVersion {
 const CORE_V1: GroupVersion = GroupVersion { group: "", version: "v1", stored_as: "v1" };
 const APPS_V1: GroupVersion = GroupVersion { group: "apps", version: "v1", stored_as: "apps/v1" };
 const EVENTS_V1: GroupVersion = GroupVersion { group: "events.k8s.io", version: "v1", stored_as: "v1" };
+const AUTHENTICATION_V1: GroupVersion =
+    GroupVersion { group: "authentication.k8s.io", version: "v1", stored_as: "authentication.k8s.io/v1" };
+const AUTHORIZATION_V1: GroupVersion =
+    GroupVersion { group: "authorization.k8s.io", version: "v1", stored_as: "authorization.k8s.io/v1" };
 const AUTOSCALING_V2: GroupVersion = GroupVersion { group: "autoscaling", version: "v2", stored_as: "autoscaling/v2" };
 const AUTOSCALING_V1: GroupVersion = GroupVersion { group: "autoscaling", version: "v1", stored_as: "autoscaling/v2" };
 const BATCH_V1: GroupVersion = GroupVersion { group: "batch", version: "v1", stored_as: "batch/v1" };
@@ -378,6 +382,55 @@ static RESOURCES: &[Resource] = &[
         .names(NameRule::Label),
     // events.k8s.io/v1: the same objects as core/v1 events, stored once.
     EVENTS_V1.resource("Event", "events", "event", NAMESPACED, ALL_VERBS, ops::<events::Event>()).short_names(&["ev"]),
+    // authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews, answered and never stored.
+    AUTHENTICATION_V1.resource(
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        CLUSTER,
+        CREATE,
+        ops::<authn::SelfSubjectReview>(),
+    ),
+    AUTHENTICATION_V1.resource(
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
+        CLUSTER,
+        CREATE,
+        ops::<authn::TokenReview>(),
+    ),
+    AUTHORIZATION_V1.resource(
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        NAMESPACED,
+        CREATE,
+        ops::<authz::LocalSubjectAccessReview>(),
+    ),
+    AUTHORIZATION_V1.resource(
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        CLUSTER,
+        CREATE,
+        ops::<authz::SelfSubjectAccessReview>(),
+    ),
+    AUTHORIZATION_V1.resource(
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        CLUSTER,
+        CREATE,
+        ops::<authz::SelfSubjectRulesReview>(),
+    ),
+    AUTHORIZATION_V1.resource(
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        CLUSTER,
+        CREATE,
+        ops::<authz::SubjectAccessReview>(),
+    ),
     // autoscaling/v2, then autoscaling/v1, both stored as v2.
     AUTOSCALING_V2
         .resource(
@@ -578,6 +631,8 @@ static RESOURCES: &[Resource] = &[
 const GROUP_ORDER: &[(&str, &[&str])] = &[
     ("apps", &["v1"]),
     ("events.k8s.io", &["v1"]),
+    ("authentication.k8s.io", &["v1"]),
+    ("authorization.k8s.io", &["v1"]),
     ("autoscaling", &["v2", "v1"]),
     ("batch", &["v1"]),
     ("certificates.k8s.io", &["v1"]),
@@ -749,7 +804,7 @@ mod tests {
     #[test]
     fn groups_as_discovery_lists_them() {
         let gs = groups();
-        assert_eq!(gs.len(), 14);
+        assert_eq!(gs.len(), 16);
         assert_eq!(gs[0], GroupInfo { name: "apps", versions: vec!["v1"], preferred: "v1" });
         assert_eq!(gs[1].name, "events.k8s.io");
         let autoscaling = gs.iter().find(|g| g.name == "autoscaling").expect("autoscaling");
@@ -827,6 +882,6 @@ mod tests {
             assert!(shorts.contains(s), "short name {s}");
         }
         assert_eq!(shorts.len(), 26);
-        assert_eq!(all().len(), 49);
+        assert_eq!(all().len(), 55);
     }
 }

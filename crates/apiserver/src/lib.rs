@@ -11,9 +11,13 @@
 
 pub mod authn;
 pub mod cache;
+pub mod decode;
 pub mod handlers;
+pub mod negotiate;
 pub mod object;
+pub mod openapi;
 pub mod pki;
+pub mod printers;
 pub mod registry;
 pub mod request;
 pub mod serve;

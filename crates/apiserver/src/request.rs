@@ -76,6 +76,12 @@ pub enum Route {
     Group(String),
     /// Something under a group version.
     Resource(ResourceRequest),
+    /// `/openapi/v2`.
+    OpenApiV2,
+    /// `/openapi/v3`.
+    OpenApiV3,
+    /// `/openapi/v3/<api/v1|apis/<group>/<version>>`: the rest of the path.
+    OpenApiV3Document(String),
 }
 
 fn decode(seg: &str) -> ApiResult<String> {
@@ -97,6 +103,9 @@ pub fn route(method: &Method, path: &str, watch_param: bool) -> ApiResult<Route>
         ["api", v] => return Ok(Route::GroupVersion(String::new(), v.to_string())),
         ["apis", g] => return Ok(Route::Group(g.to_string())),
         ["apis", g, v] => return Ok(Route::GroupVersion(g.to_string(), v.to_string())),
+        ["openapi", "v2"] => return Ok(Route::OpenApiV2),
+        ["openapi", "v3"] => return Ok(Route::OpenApiV3),
+        ["openapi", "v3", rest @ ..] => return Ok(Route::OpenApiV3Document(rest.join("/"))),
         _ => {}
     }
     let (group, version, rest) = match p.as_slice() {
@@ -208,6 +217,9 @@ pub struct Query {
     pub orphan_dependents: Option<bool>,
     /// `force` (apply).
     pub force: Option<bool>,
+    /// `includeObject` (Table responses: `None`, `Object`, `Metadata`); checked where a Table
+    /// is built.
+    pub include_object: Option<String>,
 }
 
 fn parse_bool(name: &str, v: &str) -> ApiResult<bool> {
@@ -279,6 +291,7 @@ impl Query {
                 "propagationPolicy" => q.propagation_policy = Some(v),
                 "orphanDependents" => q.orphan_dependents = Some(parse_bool("orphanDependents", &v)?),
                 "force" => q.force = Some(parse_bool("force", &v)?),
+                "includeObject" => q.include_object = Some(v).filter(|s| !s.is_empty()),
                 _ => {}
             }
         }
@@ -332,6 +345,13 @@ mod tests {
         assert_eq!(res(Method::POST, "/api/v1/namespaces/a/pods/x/binding").verb, Verb::Create);
         assert_eq!(route(&Method::DELETE, "/api/v1/watch/namespaces/a/configmaps/x", false).unwrap_err().code, 405);
         assert_eq!(route(&Method::POST, "/api/v1/watch/namespaces/a/configmaps", false).unwrap_err().code, 405);
+        assert!(matches!(route(&Method::GET, "/openapi/v2", false), Ok(Route::OpenApiV2)));
+        assert!(matches!(route(&Method::GET, "/openapi/v3/", false), Ok(Route::OpenApiV3)));
+        match route(&Method::GET, "/openapi/v3/apis/apps/v1", false) {
+            Ok(Route::OpenApiV3Document(key)) => assert_eq!(key, "apis/apps/v1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(route(&Method::GET, "/openapi/v4", false).unwrap_err().code, 404);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Ctx {
     pub headers: http::HeaderMap,
     /// The body, not yet read.
     pub body: Option<hyper::body::Incoming>,
+    /// Warnings for the client, sent as `Warning` headers with the response.
+    pub warnings: Vec<String>,
 }
 
 impl Ctx {
@@ -78,6 +80,31 @@ impl Ctx {
             .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "application/json".into())
+    }
+
+    /// Reads an object body in any supported encoding (JSON, YAML, protobuf): 415 for other
+    /// media types, before the body is read.
+    pub async fn object_body(&mut self) -> ApiResult<crate::decode::Decoded> {
+        let ct = self.content_type();
+        if !crate::decode::BODY_TYPES.contains(&ct.as_str()) && ct != "*/*" {
+            return Err(ApiError::unsupported_media_type(&ct, crate::decode::BODY_TYPES));
+        }
+        let bytes = self.body_bytes().await?;
+        crate::decode::decode_body(&ct, &bytes)
+    }
+
+    /// Reads an object body and applies field validation for objects of `api_version`/`kind`
+    /// (`fieldValidation`: unknown and duplicate fields refused or reported as warnings).
+    /// A strict failure reads as upstream's decoder error for the kind.
+    pub async fn validated_body(&mut self, api_version: &str, kind: &str) -> ApiResult<Value> {
+        let decoded = self.object_body().await?;
+        let validation = crate::decode::FieldValidation::from_query(self.query.field_validation.as_deref());
+        crate::decode::check_fields(validation, &decoded, api_version, kind, &mut self.warnings).map_err(|mut e| {
+            let version = api_version.rsplit('/').next().unwrap_or(api_version);
+            e.message = format!("{kind} in version {version:?} cannot be handled as a {kind}: {}", e.message);
+            e
+        })?;
+        Ok(decoded.value)
     }
 
     /// Reads the body as a JSON object (the content type must be JSON).
@@ -229,17 +256,33 @@ impl ApiServer {
             Ok(_) => Err(ApiError::method_not_allowed()),
             Err(e) => Err(e),
         };
-        let mut ctx = Ctx { query, user, headers: parts.headers, body: body.take() };
+        let mut ctx = Ctx { query, user, headers: parts.headers, body: body.take(), warnings: Vec::new() };
         let result = match route {
             Route::Health(_) | Route::Version => unreachable!("answered before authentication"),
-            Route::LegacyRoot => document(Ok(handlers::discovery::legacy_root(&self.advertise))),
-            Route::GroupsRoot => document(Ok(handlers::discovery::groups_root(&self.advertise))),
+            Route::LegacyRoot | Route::GroupsRoot if !read_only => Err(ApiError::method_not_allowed()),
+            Route::LegacyRoot => Ok(handlers::discovery::root(true, &ctx.headers, &self.advertise)),
+            Route::GroupsRoot => Ok(handlers::discovery::root(false, &ctx.headers, &self.advertise)),
+            Route::OpenApiV2 | Route::OpenApiV3 | Route::OpenApiV3Document(_) if !read_only => {
+                Err(ApiError::method_not_allowed())
+            }
+            Route::OpenApiV2 => crate::openapi::v2(&ctx.headers).await,
+            Route::OpenApiV3 => crate::openapi::v3_index(&ctx.headers).await,
+            Route::OpenApiV3Document(key) => {
+                crate::openapi::v3_group_version(&key, parts.uri.query(), &ctx.headers).await
+            }
             Route::Group(g) => document(handlers::discovery::group(&g, &self.advertise)),
             Route::GroupVersion(g, v) => document(handlers::discovery::group_version(&g, &v)),
             Route::Resource(r) => handlers::handle(self, r, &mut ctx).await,
         };
         *body = ctx.body.take();
-        result
+        result.map(|mut resp| {
+            for w in &ctx.warnings {
+                if let Ok(v) = HeaderValue::from_str(&crate::decode::warning_header(w)) {
+                    resp.headers_mut().append(header::WARNING, v);
+                }
+            }
+            resp
+        })
     }
 
     fn health(&self, which: &str, verbose: bool) -> Response<Body> {

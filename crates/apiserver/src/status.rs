@@ -51,6 +51,11 @@ impl ApiError {
         self
     }
 
+    /// 429 `TooManyRequests` (e.g. an eviction a disruption budget does not allow).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
+    }
+
     /// 404 for a named object: `configmaps "x" not found`.
     pub fn not_found(gr: GroupResource<'_>, name: &str) -> Self {
         Self::new(404, "NotFound", format!("{gr} \"{name}\" not found"))
@@ -137,6 +142,21 @@ impl ApiError {
             "NotAcceptable",
             format!("the server was unable to respond with a content type that the client supports (accept: {accept})"),
         )
+    }
+
+    /// 406 `NotAcceptable` when no media type of the `Accept` header can be served: upstream's
+    /// "only the following media types are accepted: ..." with the types it can produce.
+    pub fn not_acceptable_types(accepted: &[&str]) -> Self {
+        Self::new(
+            406,
+            "NotAcceptable",
+            format!("only the following media types are accepted: {}", accepted.join(", ")),
+        )
+    }
+
+    /// 406 `NotAcceptable` with a message of its own (a conversion the object does not allow).
+    pub fn not_acceptable_because(message: impl Into<String>) -> Self {
+        Self::new(406, "NotAcceptable", message)
     }
 
     /// 410 `Expired` (a watch or list from a compacted revision).

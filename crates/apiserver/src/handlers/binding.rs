@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 pub async fn bind(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
     let name = req.name.clone().unwrap_or_default();
-    let mut binding = ctx.json_body().await?;
+    let mut binding = ctx.validated_body("v1", "Binding").await?;
     crate::registry::check_type("Binding", "v1", &mut binding)?;
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
     if node.is_empty() {

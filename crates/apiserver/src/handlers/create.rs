@@ -64,7 +64,7 @@ pub async fn create_object(srv: &ApiServer, req: &ResourceRequest, obj: Value, d
 /// `POST .../<resource>`.
 pub async fn create(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
-    let mut obj = ctx.json_body().await?;
+    let mut obj = ctx.validated_body(&res.api_version(), res.kind).await?;
     registry::check_type(res.kind, &res.api_version(), &mut obj)?;
     let created = create_object(srv, req, obj, ctx.query.dry_run).await?;
     Ok(json_response(201, &created))

@@ -28,6 +28,18 @@ pub struct DeleteOptions {
 }
 
 fn parse_options(body: &[u8], ctx: &Ctx) -> ApiResult<DeleteOptions> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return options_from(None, ctx);
+    }
+    // Typed clients send DeleteOptions as protobuf, others as JSON.
+    let v = crate::decode::decode_body(&ctx.content_type(), body)
+        .map_err(|e| ApiError::bad_request(format!("the DeleteOptions body cannot be decoded: {}", e.message)))?
+        .value;
+    options_from(Some(&v), ctx)
+}
+
+/// DeleteOptions from a decoded body (if any) and the query.
+pub fn options_from(body: Option<&Value>, ctx: &Ctx) -> ApiResult<DeleteOptions> {
     let mut o = DeleteOptions {
         grace_period: ctx.query.grace_period_seconds,
         propagation: ctx.query.propagation_policy.clone(),
@@ -37,9 +49,7 @@ fn parse_options(body: &[u8], ctx: &Ctx) -> ApiResult<DeleteOptions> {
     if ctx.query.orphan_dependents == Some(true) && o.propagation.is_none() {
         o.propagation = Some("Orphan".into());
     }
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the DeleteOptions body is not valid JSON: {e}")))?;
+    if let Some(v) = body {
         let Some(m) = v.as_object() else { return Err(ApiError::bad_request("DeleteOptions must be a JSON object")) };
         if let Some(k) = m.get("kind").and_then(Value::as_str)
             && k != "DeleteOptions"
@@ -99,7 +109,7 @@ fn returns_object(plural: &str) -> bool {
     matches!(plural, "pods" | "serviceaccounts" | "storageclasses")
 }
 
-enum Outcome {
+pub enum Outcome {
     /// Removed from the store; the last state.
     Removed(Value),
     /// Still there, marked for deletion.
@@ -113,7 +123,7 @@ fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn delete_one(srv: &ApiServer, req: &ResourceRequest, name: &str, opts: &DeleteOptions) -> ApiResult<Outcome> {
+pub async fn delete_one(srv: &ApiServer, req: &ResourceRequest, name: &str, opts: &DeleteOptions) -> ApiResult<Outcome> {
     let res = req.resource;
     let key = object::key(res, req.namespace.as_deref(), name);
     loop {

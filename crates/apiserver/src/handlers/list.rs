@@ -9,6 +9,7 @@
 //! - `Exact`, legacy with `limit`, and every `continue` page: the store at that revision.
 
 use crate::cache::{CachedObject, Filter};
+use crate::negotiate::{self, Endpoint};
 use crate::object::{self, from_kv, from_storage, gr};
 use crate::request::ResourceRequest;
 use crate::server::{ApiServer, Ctx, bytes_response};
@@ -20,7 +21,7 @@ use http::Response;
 use rudder_api::catalog::Resource;
 use rudder_api::selectors::{self, FieldSelector, LabelSelector};
 use rudder_store::ListOptions;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -310,16 +311,33 @@ pub async fn read_page(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx, filter
     }
 }
 
-/// Encodes a page as a `<Kind>List`.
-pub fn encode_list(res: &Resource, page: &Page) -> Bytes {
-    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+/// The `metadata` of a list page: `resourceVersion`, `continue`, `remainingItemCount`.
+pub fn list_meta(page: &Page) -> Map<String, Value> {
+    let mut meta = Map::new();
+    meta.insert("resourceVersion".into(), json!(page.revision.to_string()));
     if let Some(c) = &page.continue_token {
-        meta["continue"] = json!(c);
+        meta.insert("continue".into(), json!(c));
     }
     if let Some(n) = page.remaining {
-        meta["remainingItemCount"] = json!(n);
+        meta.insert("remainingItemCount".into(), json!(n));
     }
-    let head = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta});
+    meta
+}
+
+/// One item of a page, decoded (served version).
+fn item_value(item: &Item) -> ApiResult<Value> {
+    match item {
+        Item::Encoded(b) => {
+            serde_json::from_slice(b).map_err(|e| ApiError::internal(format!("a listed object cannot be decoded: {e}")))
+        }
+        Item::Cached(o) => Ok(o.value()),
+    }
+}
+
+/// Encodes a page as a `<Kind>List`.
+pub fn encode_list(res: &Resource, page: &Page) -> Bytes {
+    let head =
+        json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": list_meta(page)});
     let head = serde_json::to_vec(&head).expect("JSON values encode");
     let size: usize = page
         .items
@@ -345,11 +363,19 @@ pub fn encode_list(res: &Resource, page: &Page) -> Bytes {
     out.freeze()
 }
 
-/// `GET` of a collection.
+/// `GET` of a collection: the list as JSON assembled from the objects' encoded bytes (the fast
+/// path), or as the `Accept` header asks: YAML, a `Table`, a `PartialObjectMetadataList`.
 pub async fn list(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResult<Response<Body>> {
+    let media = negotiate::for_request(ctx, Endpoint::READ)?;
     let filter = build_filter(req, ctx)?;
     let page = read_page(srv, req, ctx, &filter).await?;
-    Ok(bytes_response(200, encode_list(req.resource, &page)))
+    if media.is_plain_json() {
+        return Ok(bytes_response(200, encode_list(req.resource, &page)));
+    }
+    let table = negotiate::table_options(ctx, &media, true)?;
+    let items = page.items.iter().map(item_value).collect::<ApiResult<Vec<_>>>()?;
+    let body = negotiate::convert_list(&media, req.resource, list_meta(&page), items, table)?;
+    negotiate::encode(media.encoding, 200, &body)
 }
 
 /// Every object a collection request names, across all pages (for deletecollection).

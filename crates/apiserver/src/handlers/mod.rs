@@ -8,9 +8,11 @@ pub mod binding;
 pub mod create;
 pub mod delete;
 pub mod discovery;
+pub mod eviction;
 pub mod get;
 pub mod list;
 pub mod patch;
+pub mod review;
 pub mod scale;
 pub mod update;
 pub mod watch;
@@ -33,6 +35,7 @@ pub async fn handle(srv: &ApiServer, req: ResourceRequest, ctx: &mut Ctx) -> Api
                 Verb::Get => get::get(srv, &req, ctx).await,
                 Verb::List => list::list(srv, &req, ctx).await,
                 Verb::Watch => watch::watch(srv, &req, ctx).await,
+                Verb::Create if review::REVIEWS.contains(&res.plural) => review::create(srv, &req, ctx).await,
                 Verb::Create => create::create(srv, &req, ctx).await,
                 Verb::Update => update::update(srv, &req, ctx).await,
                 Verb::Patch => patch::patch(srv, &req, ctx).await,
@@ -54,6 +57,10 @@ pub async fn handle(srv: &ApiServer, req: ResourceRequest, ctx: &mut Ctx) -> Api
         },
         Some("binding") => match req.verb {
             Verb::Create => binding::bind(srv, &req, ctx).await,
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        Some("eviction") if res.plural == "pods" => match req.verb {
+            Verb::Create => eviction::evict(srv, &req, ctx).await,
             _ => Err(ApiError::method_not_allowed()),
         },
         Some("log" | "exec" | "attach" | "portforward" | "proxy") if res.plural == "pods" => {

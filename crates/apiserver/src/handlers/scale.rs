@@ -2,7 +2,7 @@
 //! statefulsets and replicationcontrollers.
 
 use crate::handlers::get;
-use crate::handlers::patch::Patch;
+use crate::handlers::patch::{Patch, schema_for};
 use crate::handlers::update::update_object;
 use crate::request::ResourceRequest;
 use crate::server::{ApiServer, Ctx, json_response};
@@ -97,8 +97,9 @@ pub async fn update(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> Ap
 /// `PATCH .../scale`: the patch applies to the `Scale`, whose replicas then go to the object.
 pub async fn patch(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let patch = Patch::from_request(ctx).await?;
+    let schema = schema_for(req);
     let obj = update_object(srv, req, ctx.query.dry_run, |old| {
-        let patched = patch.apply(&scale_of(old))?;
+        let patched = patch.apply(&scale_of(old), schema)?;
         apply_scale(req, old, &patched)
     })
     .await?;

@@ -82,7 +82,7 @@ where
 /// `PUT .../<resource>/<name>[/status|/finalize]`.
 pub async fn update(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
-    let mut body = ctx.json_body().await?;
+    let mut body = ctx.validated_body(&res.api_version(), res.kind).await?;
     registry::check_type(res.kind, &res.api_version(), &mut body)?;
     let dry_run = ctx.query.dry_run;
     match update_object(srv, req, dry_run, |_| Ok(body.clone())).await {

@@ -6,10 +6,17 @@
 //! `k8s.io/initial-events-end`. Objects entering or leaving a selector show as ADDED/DELETED.
 //! With `allowWatchBookmarks`, BOOKMARKs come periodically and about two seconds before
 //! `timeoutSeconds` ends the stream.
+//!
+//! Event objects are the cached bytes unless the `Accept` header asks for a conversion: then
+//! each object (bookmarks included, ERROR statuses excepted) becomes a one-row `Table`, whose
+//! `columnDefinitions` only the first event carries, or a `PartialObjectMetadata`, as upstream's
+//! watch encoder does.
 
 use crate::cache::{CacheEvent, CacheEventType, CachedObject, Filter, WatchError, WatchStart};
 use crate::handlers::list::build_filter;
+use crate::negotiate::{self, Conversion, Endpoint, Negotiated};
 use crate::object::{self, from_storage};
+use crate::printers::TableOptions;
 use crate::request::ResourceRequest;
 use crate::server::{ApiServer, Ctx};
 use crate::status::{ApiError, ApiResult};
@@ -35,6 +42,13 @@ fn frame(event_type: &str, object: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// The conversion event objects go through, when the client asked for one.
+struct Transform {
+    media: Negotiated,
+    /// For Tables; `headers` turns false once the first event has been sent.
+    table: Option<TableOptions>,
+}
+
 struct Watcher {
     res: &'static Resource,
     filter: Filter,
@@ -42,6 +56,7 @@ struct Watcher {
     /// Every event up to this revision has been handled.
     revision: u64,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    transform: Option<Transform>,
 }
 
 impl Watcher {
@@ -49,14 +64,42 @@ impl Watcher {
         self.tx.send(Ok(chunk)).await.is_ok()
     }
 
-    fn object_json(&self, obj: &CachedObject) -> Bytes {
-        if self.res.api_version() == self.res.storage_version {
+    /// An event object as the client gets it: the cached bytes on the fast path.
+    fn object_json(&mut self, obj: &CachedObject) -> Bytes {
+        if self.transform.is_none() && self.res.api_version() == self.res.storage_version {
             return obj.json();
         }
         match from_storage(self.res, obj.value()) {
-            Ok(v) => Bytes::from(serde_json::to_vec(&v).expect("JSON values encode")),
+            Ok(v) => self.value_json(v),
             Err(_) => obj.json(),
         }
+    }
+
+    /// Encodes an event object (served version), converted as negotiated.
+    fn value_json(&mut self, v: Value) -> Bytes {
+        let v = match &mut self.transform {
+            None => v,
+            Some(t) => {
+                let out = match t.media.conversion {
+                    Conversion::PartialObjectMetadata(version) => negotiate::partial_object_metadata(&v, version),
+                    Conversion::Table(version) => {
+                        let opts = t.table.unwrap_or(TableOptions {
+                            version,
+                            include: crate::printers::IncludeObject::Metadata,
+                            headers: true,
+                        });
+                        negotiate::object_table(self.res, &v, opts)
+                    }
+                    // A single object cannot become a list; upstream sends it unconverted.
+                    Conversion::PartialObjectMetadataList(_) | Conversion::None => v,
+                };
+                if let Some(opts) = &mut t.table {
+                    opts.headers = false;
+                }
+                out
+            }
+        };
+        Bytes::from(serde_json::to_vec(&v).expect("JSON values encode"))
     }
 
     /// Sends one event if it concerns this watcher; false when the client is gone.
@@ -78,7 +121,7 @@ impl Watcher {
                 let mut v = prev.value();
                 object::meta_mut(&mut v).insert("resourceVersion".into(), json!(rev.to_string()));
                 let v = from_storage(self.res, v).unwrap_or(Value::Null);
-                frame("DELETED", &serde_json::to_vec(&v).expect("JSON values encode"))
+                frame("DELETED", &self.value_json(v))
             }
             (CacheEventType::Deleted, _, true) => frame("DELETED", &self.object_json(&ev.object)),
             _ => return true,
@@ -86,13 +129,14 @@ impl Watcher {
         self.send(chunk).await
     }
 
-    fn bookmark_frame(&self, initial_end: bool) -> Bytes {
+    fn bookmark_frame(&mut self, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": self.revision.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let obj = json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": meta});
-        frame("BOOKMARK", &serde_json::to_vec(&obj).expect("JSON values encode"))
+        // Upstream converts bookmarks like any other event object.
+        frame("BOOKMARK", &self.value_json(obj))
     }
 }
 
@@ -104,6 +148,12 @@ fn error_frame(err: &ApiError) -> Bytes {
 pub async fn watch(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
     let q = &ctx.query;
+    let media = negotiate::for_request(ctx, Endpoint::WATCH)?;
+    let transform = if media.is_plain_json() {
+        None
+    } else {
+        Some(Transform { media, table: negotiate::table_options(ctx, &media, true)? })
+    };
     let filter = build_filter(req, ctx)?;
     let rv = match q.resource_version.as_deref() {
         None => None,
@@ -146,18 +196,23 @@ pub async fn watch(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResu
             return Ok(resp);
         }
     };
-    let mut watcher = Watcher { res, filter, bookmarks: q.allow_watch_bookmarks, revision: registered.revision, tx };
+    let mut watcher =
+        Watcher { res, filter, bookmarks: q.allow_watch_bookmarks, revision: registered.revision, tx, transform };
     let cache = srv.cache.clone();
     let mut shutdown = srv.shutdown.clone();
     tokio::spawn(async move {
         let deadline = Instant::now() + timeout;
         for obj in &registered.initial {
-            if !watcher.send(frame("ADDED", &watcher.object_json(obj))).await {
+            let chunk = frame("ADDED", &watcher.object_json(obj));
+            if !watcher.send(chunk).await {
                 return;
             }
         }
-        if send_initial == Some(true) && !watcher.send(watcher.bookmark_frame(true)).await {
-            return;
+        if send_initial == Some(true) {
+            let chunk = watcher.bookmark_frame(true);
+            if !watcher.send(chunk).await {
+                return;
+            }
         }
         // Backlog events carry revisions above `registered.revision` only when starting in
         // the past; start just below the first of them.
@@ -198,7 +253,8 @@ pub async fn watch(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResu
                         }
                     }
                     watcher.revision = watcher.revision.max(seen);
-                    if !watcher.send(watcher.bookmark_frame(false)).await { return }
+                    let chunk = watcher.bookmark_frame(false);
+                    if !watcher.send(chunk).await { return }
                     if final_bookmark.is_some_and(|fb| next_bookmark >= fb) {
                         final_sent = true;
                     }

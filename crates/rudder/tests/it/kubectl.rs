@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 /// A kubectl command aimed at `server`, with a kubectl cache private to that server.
-fn command(server: &TestServer, args: &[&str]) -> Command {
+pub(crate) fn command(server: &TestServer, args: &[&str]) -> Command {
     let mut cmd = Command::new(kubectl_path());
     cmd.env("KUBECONFIG", &server.kubeconfig)
         .env("KUBECACHEDIR", server.data_dir().join("kubectl-cache"))
@@ -27,7 +27,7 @@ fn command(server: &TestServer, args: &[&str]) -> Command {
 }
 
 /// Runs kubectl and returns whatever it produced.
-async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
+pub(crate) async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
     let run = command(server, args).stdout(Stdio::piped()).stderr(Stdio::piped()).output();
     tokio::time::timeout(Duration::from_secs(30), run)
         .await
@@ -35,12 +35,12 @@ async fn kubectl(server: &TestServer, args: &[&str]) -> Output {
         .expect("kubectl starts")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Runs kubectl, requires success and returns its stdout.
-async fn must(server: &TestServer, args: &[&str]) -> String {
+pub(crate) async fn must(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(
         out.status.success(),
@@ -53,20 +53,20 @@ async fn must(server: &TestServer, args: &[&str]) -> String {
 }
 
 /// Runs kubectl, requires failure and returns its stderr.
-async fn fails(server: &TestServer, args: &[&str]) -> String {
+pub(crate) async fn fails(server: &TestServer, args: &[&str]) -> String {
     let out = kubectl(server, args).await;
     assert!(!out.status.success(), "kubectl {args:?} should fail but printed:\n{}", text(&out.stdout));
     text(&out.stderr)
 }
 
 /// Like [`must`] but parses stdout as JSON.
-async fn must_json(server: &TestServer, args: &[&str]) -> Value {
+pub(crate) async fn must_json(server: &TestServer, args: &[&str]) -> Value {
     let out = must(server, args).await;
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {args:?} printed invalid JSON ({e}):\n{out}"))
 }
 
 /// Writes a manifest into a scratch folder of the server's temp dir and returns its path.
-fn manifest(server: &TestServer, file: &str, yaml: &str) -> String {
+pub(crate) fn manifest(server: &TestServer, file: &str, yaml: &str) -> String {
     let dir = server.data_dir().join("manifests");
     std::fs::create_dir_all(&dir).expect("manifest folder");
     let path: PathBuf = dir.join(file);

@@ -2,7 +2,11 @@
 //! kube-rs, raw HTTP and the real kubectl. One test binary for the whole suite.
 
 mod api;
+mod clients;
 mod common;
+mod discovery;
 mod fuzz;
 mod kubectl;
 mod lifecycle;
+mod python;
+mod tables;

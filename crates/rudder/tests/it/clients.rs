@@ -1,0 +1,242 @@
+//! kubectl 1.32 with its defaults (strict validation through OpenAPI, client-side apply with
+//! strategic merge patch, protobuf bodies from the generator commands) against a real
+//! `rudder server`.
+
+use crate::common::TestServer;
+use crate::kubectl::{command, fails, manifest, must, must_json};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn deployment(replicas: u32, image: &str, extra_label: bool, port: bool) -> String {
+    let label = if extra_label { "\n    tier: front" } else { "" };
+    let ports = if port { "\n        ports:\n        - containerPort: 8080\n          name: http" } else { "" };
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web{label}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: main
+        image: {image}{ports}
+      - name: sidecar
+        image: busybox:1.36
+        command: [\"sleep\", \"3600\"]
+"
+    )
+}
+
+#[tokio::test]
+async fn kubectl_apply_three_way_with_default_validation() {
+    let server = TestServer::start().await;
+    let first = manifest(&server, "web.yaml", &deployment(2, "nginx:1.25", true, false));
+    let out = must(&server, &["apply", "-f", &first]).await;
+    assert_eq!(out.trim(), "deployment.apps/web created");
+    let out = must(&server, &["apply", "-f", &first]).await;
+    assert_eq!(out.trim(), "deployment.apps/web unchanged");
+    let live = must_json(&server, &["get", "deploy", "web", "-o", "json"]).await;
+    let applied = live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .expect("apply records the last applied configuration");
+    assert!(applied.contains("\"nginx:1.25\""), "{applied}");
+
+    // Someone else sets fields the manifest does not mention.
+    must(&server, &["patch", "deploy", "web", "--type", "merge", "-p", r#"{"spec":{"minReadySeconds":7}}"#]).await;
+    must(&server, &["annotate", "deploy", "web", "owner=team-a"]).await;
+
+    // The edited manifest: new image, a port added to a container, a label dropped.
+    let edited = manifest(&server, "web2.yaml", &deployment(2, "nginx:1.27", false, true));
+    let out = must(&server, &["apply", "-f", &edited]).await;
+    assert_eq!(out.trim(), "deployment.apps/web configured");
+    let live = must_json(&server, &["get", "deploy", "web", "-o", "json"]).await;
+    let containers = live["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    assert_eq!(containers[0]["name"], "main");
+    assert_eq!(containers[0]["image"], "nginx:1.27");
+    assert_eq!(containers[0]["ports"][0]["containerPort"], 8080);
+    assert_eq!(containers[1]["command"][1], "3600");
+    assert_eq!(live["spec"]["minReadySeconds"], 7, "fields set by others survive a three-way apply");
+    assert_eq!(live["metadata"]["annotations"]["owner"], "team-a");
+    assert!(live["metadata"]["labels"].get("tier").is_none(), "a label removed from the manifest is removed");
+    assert_eq!(live["metadata"]["labels"]["app"], "web");
+
+    // create -f and replace -f validate strictly by default.
+    let bad = manifest(
+        &server,
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  a: b\nbogus: 1\n",
+    );
+    let err = fails(&server, &["create", "-f", &bad]).await;
+    assert!(err.contains(r#"strict decoding error: unknown field "bogus""#), "{err}");
+    let good =
+        manifest(&server, "good.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: good\ndata:\n  a: b\n");
+    assert_eq!(must(&server, &["create", "-f", &good]).await.trim(), "configmap/good created");
+    let replaced =
+        manifest(&server, "good2.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: good\ndata:\n  a: c\n");
+    assert_eq!(must(&server, &["replace", "-f", &replaced]).await.trim(), "configmap/good replaced");
+    assert_eq!(must(&server, &["get", "cm", "good", "-o", "jsonpath={.data.a}"]).await, "c");
+    let err = fails(&server, &["replace", "-f", &bad]).await;
+    assert!(err.contains("strict decoding error"), "{err}");
+}
+
+#[tokio::test]
+async fn kubectl_generators_send_protobuf() {
+    let server = TestServer::start().await;
+    assert_eq!(must(&server, &["create", "namespace", "gen"]).await.trim(), "namespace/gen created");
+    must(&server, &["-n", "gen", "create", "configmap", "cm", "--from-literal=a=1", "--from-literal=b=two"]).await;
+    let cm = must_json(&server, &["-n", "gen", "get", "cm", "cm", "-o", "json"]).await;
+    assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "two"}));
+    must(&server, &["-n", "gen", "create", "secret", "generic", "s", "--from-literal=user=admin"]).await;
+    let secret = must_json(&server, &["-n", "gen", "get", "secret", "s", "-o", "json"]).await;
+    assert_eq!(secret["data"]["user"], "YWRtaW4=");
+    assert_eq!(secret["type"], "Opaque");
+    must(&server, &["-n", "gen", "create", "serviceaccount", "robot"]).await;
+    must(&server, &["-n", "gen", "get", "sa", "robot"]).await;
+    let out = must(&server, &["-n", "gen", "create", "deployment", "d", "--image=nginx:1.27", "--replicas=2"]).await;
+    assert_eq!(out.trim(), "deployment.apps/d created");
+    let d = must_json(&server, &["-n", "gen", "get", "deploy", "d", "-o", "json"]).await;
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "d");
+    must(&server, &["-n", "gen", "create", "job", "j", "--image=busybox:1.36", "--", "true"]).await;
+    let j = must_json(&server, &["-n", "gen", "get", "job", "j", "-o", "json"]).await;
+    assert_eq!(j["spec"]["template"]["spec"]["containers"][0]["command"][0], "true");
+    must(&server, &["-n", "gen", "create", "cronjob", "cj", "--image=busybox:1.36", "--schedule=*/5 * * * *"]).await;
+    must(&server, &["-n", "gen", "create", "role", "r", "--verb=get", "--resource=pods"]).await;
+    must(&server, &["-n", "gen", "create", "rolebinding", "rb", "--role=r", "--serviceaccount=gen:robot"]).await;
+    let rb = must_json(&server, &["-n", "gen", "get", "rolebinding", "rb", "-o", "json"]).await;
+    assert_eq!(rb["subjects"][0]["name"], "robot");
+    // Reviews are answered, not stored (no authorizer yet: everything is allowed).
+    assert_eq!(must(&server, &["auth", "can-i", "create", "deployments", "-n", "gen"]).await.trim(), "yes");
+    let me = must_json(&server, &["auth", "whoami", "-o", "json"]).await;
+    assert_eq!(me["kind"], "SelfSubjectReview");
+    assert!(me["status"]["userInfo"]["groups"].as_array().unwrap().iter().any(|g| g == "system:masters"), "{me}");
+    // Typed deletion sends DeleteOptions as protobuf too.
+    must(&server, &["-n", "gen", "delete", "cm", "cm"]).await;
+    let err = fails(&server, &["-n", "gen", "get", "cm", "cm"]).await;
+    assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+}
+
+#[tokio::test]
+async fn kubectl_strategic_patches_rollout_scale_label() {
+    let server = TestServer::start().await;
+    let file = manifest(&server, "web.yaml", &deployment(1, "nginx:1.25", false, true));
+    must(&server, &["apply", "-f", &file]).await;
+
+    // Containers merge by name; ports by containerPort.
+    let patch = r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","ports":[{"containerPort":9090}]}]}}}}"#;
+    must(&server, &["patch", "deploy", "web", "--type", "strategic", "-p", patch]).await;
+    let d = must_json(&server, &["get", "deploy", "web", "-o", "json"]).await;
+    let containers = d["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 2);
+    let ports: Vec<i64> =
+        containers[0]["ports"].as_array().unwrap().iter().map(|p| p["containerPort"].as_i64().unwrap()).collect();
+    assert_eq!(ports, vec![9090, 8080], "as upstream, a new merge-list element goes before the existing ones");
+    assert_eq!(containers[0]["image"], "nginx:1.25");
+
+    // Deleting one container with a directive.
+    let patch = r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","$patch":"delete"}]}}}}"#;
+    must(&server, &["patch", "deploy", "web", "-p", patch]).await;
+    let d = must_json(&server, &["get", "deploy", "web", "-o", "json"]).await;
+    assert_eq!(d["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+
+    let generation = d["metadata"]["generation"].as_i64().unwrap();
+    must(&server, &["rollout", "restart", "deploy/web"]).await;
+    let d = must_json(&server, &["get", "deploy", "web", "-o", "json"]).await;
+    assert!(d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(), "{d}");
+    assert_eq!(d["metadata"]["generation"].as_i64().unwrap(), generation + 1);
+
+    assert_eq!(must(&server, &["scale", "deploy", "web", "--replicas=4"]).await.trim(), "deployment.apps/web scaled");
+    assert_eq!(must(&server, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]).await, "4");
+    must(&server, &["label", "deploy", "web", "tier=back"]).await;
+    assert_eq!(must(&server, &["get", "deploy", "-l", "tier=back", "-o", "name"]).await.trim(), "deployment.apps/web");
+
+    // A node: cordon and taint are strategic patches too.
+    let node = manifest(&server, "node.yaml", "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n");
+    must(&server, &["apply", "-f", &node]).await;
+    assert_eq!(must(&server, &["cordon", "n1"]).await.trim(), "node/n1 cordoned");
+    assert_eq!(must(&server, &["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]).await, "true");
+    must(&server, &["taint", "nodes", "n1", "dedicated=infra:NoSchedule"]).await;
+    must(&server, &["taint", "nodes", "n1", "gpu=yes:NoExecute"]).await;
+    let n = must_json(&server, &["get", "node", "n1", "-o", "json"]).await;
+    assert_eq!(n["spec"]["taints"].as_array().unwrap().len(), 2, "{n}");
+    must(&server, &["taint", "nodes", "n1", "dedicated-"]).await;
+    let n = must_json(&server, &["get", "node", "n1", "-o", "json"]).await;
+    assert_eq!(n["spec"]["taints"].as_array().unwrap().len(), 1, "{n}");
+    assert_eq!(n["spec"]["taints"][0]["key"], "gpu");
+    assert_eq!(must(&server, &["uncordon", "n1"]).await.trim(), "node/n1 uncordoned");
+}
+
+#[tokio::test]
+async fn kubectl_watch_single_object() {
+    let server = TestServer::start().await;
+    let file =
+        manifest(&server, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\ndata:\n  a: \"1\"\n");
+    must(&server, &["apply", "-f", &file]).await;
+    let mut child = command(&server, &["get", "cm", "w", "-w", "-o", "jsonpath={.data.a}{\"\\n\"}"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    async fn next(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.expect("a line in time").unwrap()
+    }
+    assert_eq!(next(&mut lines).await.as_deref(), Some("1"));
+    must(&server, &["patch", "cm", "w", "-p", r#"{"data":{"a":"2"}}"#]).await;
+    assert_eq!(next(&mut lines).await.as_deref(), Some("2"));
+    // Other objects are not part of the watch.
+    must(&server, &["create", "cm", "other", "--from-literal=a=9"]).await;
+    must(&server, &["patch", "cm", "w", "-p", r#"{"data":{"a":"3"}}"#]).await;
+    assert_eq!(next(&mut lines).await.as_deref(), Some("3"));
+    child.kill().await.ok();
+}
+
+#[tokio::test]
+async fn kubectl_drain_evicts_within_disruption_budgets() {
+    let server = TestServer::start().await;
+    let node = manifest(&server, "node.yaml", "apiVersion: v1\nkind: Node\nmetadata:\n  name: d1\n");
+    must(&server, &["apply", "-f", &node]).await;
+    for (pod, app) in [("p1", "a"), ("p2", "b")] {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  labels:\n    app: {app}\nspec:\n  nodeName: d1\n  containers:\n  - name: c\n    image: busybox:1.36\n"
+        );
+        must(&server, &["apply", "-f", &manifest(&server, &format!("{pod}.yaml"), &yaml)]).await;
+        must(
+            &server,
+            &["patch", "pod", pod, "--subresource=status", "--type=merge", "-p", r#"{"status":{"phase":"Running"}}"#],
+        )
+        .await;
+    }
+    let pdb = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: keep-b\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app: b\n";
+    must(&server, &["apply", "-f", &manifest(&server, "pdb.yaml", pdb)]).await;
+    let blocked = r#"{"status":{"observedGeneration":1,"disruptionsAllowed":0,"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}"#;
+    must(&server, &["patch", "pdb", "keep-b", "--subresource=status", "--type=merge", "-p", blocked]).await;
+
+    // p1 has no budget and goes; p2's budget allows no disruption, so drain gives up.
+    let err = fails(&server, &["drain", "d1", "--force", "--grace-period=0", "--timeout=4s"]).await;
+    assert!(err.contains("disruption budget"), "{err}");
+    assert_eq!(must(&server, &["get", "node", "d1", "-o", "jsonpath={.spec.unschedulable}"]).await, "true");
+    let pods = must(&server, &["get", "pods", "-o", "name"]).await;
+    assert_eq!(pods.trim(), "pod/p2", "{pods}");
+
+    let allowed = r#"{"status":{"disruptionsAllowed":1}}"#;
+    must(&server, &["patch", "pdb", "keep-b", "--subresource=status", "--type=merge", "-p", allowed]).await;
+    must(&server, &["drain", "d1", "--force", "--grace-period=0", "--timeout=10s"]).await;
+    assert_eq!(must(&server, &["get", "pods", "-o", "name"]).await.trim(), "");
+    let pdb = must_json(&server, &["get", "pdb", "keep-b", "-o", "json"]).await;
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 0, "{pdb}");
+    assert!(pdb["status"]["disruptedPods"]["p2"].is_string(), "{pdb}");
+}

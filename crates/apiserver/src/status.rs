@@ -147,11 +147,7 @@ impl ApiError {
     /// 406 `NotAcceptable` when no media type of the `Accept` header can be served: upstream's
     /// "only the following media types are accepted: ..." with the types it can produce.
     pub fn not_acceptable_types(accepted: &[&str]) -> Self {
-        Self::new(
-            406,
-            "NotAcceptable",
-            format!("only the following media types are accepted: {}", accepted.join(", ")),
-        )
+        Self::new(406, "NotAcceptable", format!("only the following media types are accepted: {}", accepted.join(", ")))
     }
 
     /// 406 `NotAcceptable` with a message of its own (a conversion the object does not allow).

@@ -4,9 +4,9 @@
 use super::ApiKind;
 use k8s_openapi::api::{
     admissionregistration::v1 as admissionregistration, apps::v1 as apps, authentication::v1 as authn,
-    authorization::v1 as authz, autoscaling::v1 as autoscaling_v1,
-    autoscaling::v2 as autoscaling_v2, certificates::v1 as certificates, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
+    authorization::v1 as authz, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
+    certificates::v1 as certificates, core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+    networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
     scheduling::v1 as scheduling, storage::v1 as storage,
 };
 

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+#[rustfmt::skip]
 mod table;
 
 pub use table::MESSAGES;
@@ -107,9 +108,10 @@ impl Message {
     /// The field with this JSON name, looking through inlined fields (whose own fields appear
     /// in this object).
     pub fn field(&'static self, json: &str) -> Option<&'static Field> {
-        self.fields.iter().find(|f| f.json == json && !f.inline).or_else(|| {
-            self.fields.iter().filter(|f| f.inline).find_map(|f| f.message().and_then(|m| m.field(json)))
-        })
+        self.fields
+            .iter()
+            .find(|f| f.json == json && !f.inline)
+            .or_else(|| self.fields.iter().filter(|f| f.inline).find_map(|f| f.message().and_then(|m| m.field(json))))
     }
 
     /// The fields as they appear in JSON: inlined fields replaced by their message's fields.
@@ -165,10 +167,7 @@ pub fn for_kind(api_version: &str, kind: &str) -> Option<&'static Message> {
     });
     // Objects of the meta group are also sent with the apiVersion of the group they
     // travel with (DeleteOptions as `v1`, `apps/v1`, ...).
-    index
-        .get(&(api_version, kind))
-        .or_else(|| index.get(&("meta.k8s.io/v1", kind)))
-        .map(|i| &MESSAGES[*i as usize])
+    index.get(&(api_version, kind)).or_else(|| index.get(&("meta.k8s.io/v1", kind))).map(|i| &MESSAGES[*i as usize])
 }
 
 #[cfg(test)]
@@ -199,10 +198,7 @@ mod tests {
         assert_eq!(for_kind("apps/v1", "Deployment").unwrap().name, "io.k8s.api.apps.v1.Deployment");
         assert_eq!(for_kind("v1", "ConfigMap").unwrap().name, "io.k8s.api.core.v1.ConfigMap");
         assert_eq!(for_kind("policy/v1", "Eviction").unwrap().name, "io.k8s.api.policy.v1.Eviction");
-        assert_eq!(
-            for_kind("v1", "DeleteOptions").unwrap().name,
-            "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
-        );
+        assert_eq!(for_kind("v1", "DeleteOptions").unwrap().name, "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions");
         let time = message("io.k8s.apimachinery.pkg.apis.meta.v1.Time").unwrap();
         assert_eq!(time.special(), Some(Special::Time));
         let secret = message("io.k8s.api.core.v1.Secret").unwrap();

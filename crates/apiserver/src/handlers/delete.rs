@@ -123,7 +123,12 @@ fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub async fn delete_one(srv: &ApiServer, req: &ResourceRequest, name: &str, opts: &DeleteOptions) -> ApiResult<Outcome> {
+pub async fn delete_one(
+    srv: &ApiServer,
+    req: &ResourceRequest,
+    name: &str,
+    opts: &DeleteOptions,
+) -> ApiResult<Outcome> {
     let res = req.resource;
     let key = object::key(res, req.namespace.as_deref(), name);
     loop {

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod request;
 pub mod serve;
 pub mod server;
+pub mod services;
 pub mod status;
 
 use anyhow::{Context, Result, bail};

@@ -40,6 +40,26 @@ pub async fn check_namespace(srv: &ApiServer, res: &Resource, namespace: &str, n
 pub async fn create_object(srv: &ApiServer, req: &ResourceRequest, obj: Value, dry_run: bool) -> ApiResult<Value> {
     let res = req.resource;
     let namespace = req.namespace.as_deref();
+    if res.group.is_empty() && res.plural == "services" && !dry_run {
+        // Services get their cluster IP and node ports before defaulting and validation; a
+        // failed create gives them back.
+        let mut obj = obj;
+        let owner = format!("{}/{}", namespace.unwrap_or(""), meta_str(&obj, "name"));
+        crate::services::allocate(srv, &mut obj, &owner).await?;
+        let held = obj.clone();
+        let created = create_prepared(srv, req, obj, dry_run).await;
+        if created.is_err() {
+            crate::services::release(srv, &held).await;
+        }
+        return created;
+    }
+    create_prepared(srv, req, obj, dry_run).await
+}
+
+/// Prepares (defaults, validates) and stores a new object.
+async fn create_prepared(srv: &ApiServer, req: &ResourceRequest, obj: Value, dry_run: bool) -> ApiResult<Value> {
+    let res = req.resource;
+    let namespace = req.namespace.as_deref();
     let obj = registry::prepare_create(res, res.kind, namespace, obj)?;
     let name = meta_str(&obj, "name").to_string();
     if let Some(ns) = namespace {

@@ -103,6 +103,10 @@ pub fn options_from(body: Option<&Value>, ctx: &Ctx) -> ApiResult<DeleteOptions>
     Ok(o)
 }
 
+fn is_service(res: &rudder_api::catalog::Resource) -> bool {
+    res.group.is_empty() && res.plural == "services"
+}
+
 /// Resources whose DELETE answers with the object rather than a `Status` (upstream's
 /// `ReturnDeletedObject`).
 fn returns_object(plural: &str) -> bool {
@@ -202,7 +206,13 @@ pub async fn delete_one(
                 return Ok(Outcome::Removed(from_storage(res, obj)?));
             }
             match srv.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok(deleted) => return Ok(Outcome::Removed(from_storage(res, from_kv(&deleted)?)?)),
+                Ok(deleted) => {
+                    let gone = from_storage(res, from_kv(&deleted)?)?;
+                    if is_service(res) {
+                        crate::services::release(srv, &gone).await;
+                    }
+                    return Ok(Outcome::Removed(gone));
+                }
                 Err(rudder_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, gr(res), name)),
             }

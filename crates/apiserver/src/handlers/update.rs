@@ -36,6 +36,9 @@ where
     let result = guaranteed_update(&*srv.store, &key, |kv| {
         let old = from_storage(res, from_kv(kv)?)?;
         let mut new = make_new(&old)?;
+        if res.group.is_empty() && res.plural == "services" && sub.is_none() {
+            crate::services::carry_over(&old, &mut new);
+        }
         registry::check_type(res.kind, &res.api_version(), &mut new)?;
         registry::set_namespace(res, req.namespace.as_deref().filter(|_| res.namespaced), &mut new)?;
         let body_name = meta_str(&new, "name");

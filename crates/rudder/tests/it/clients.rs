@@ -118,6 +118,31 @@ async fn kubectl_generators_send_protobuf() {
     must(&server, &["-n", "gen", "create", "rolebinding", "rb", "--role=r", "--serviceaccount=gen:robot"]).await;
     let rb = must_json(&server, &["-n", "gen", "get", "rolebinding", "rb", "-o", "json"]).await;
     assert_eq!(rb["subjects"][0]["name"], "robot");
+    // Services get a cluster IP and node ports; an address in use is refused.
+    must(&server, &["-n", "gen", "create", "service", "nodeport", "np", "--tcp=80:8080"]).await;
+    let svc = must_json(&server, &["-n", "gen", "get", "svc", "np", "-o", "json"]).await;
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.43."), "{svc}");
+    assert_eq!(svc["spec"]["clusterIPs"], serde_json::json!([ip.clone()]));
+    assert_eq!(svc["spec"]["ipFamilyPolicy"], "SingleStack");
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{svc}");
+    let taken = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: taken\n  namespace: gen\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n"
+    );
+    let err = fails(&server, &["apply", "-f", &manifest(&server, "taken.yaml", &taken)]).await;
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    must(&server, &["-n", "gen", "delete", "svc", "np"]).await;
+    must(&server, &["apply", "-f", &manifest(&server, "taken.yaml", &taken)]).await;
+    // A re-apply without clusterIP keeps the allocated one.
+    let headless =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: gen\nspec:\n  ports:\n  - port: 80\n";
+    let file = manifest(&server, "web-svc.yaml", headless);
+    must(&server, &["apply", "-f", &file]).await;
+    let first = must(&server, &["-n", "gen", "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]).await;
+    must(&server, &["replace", "-f", &file]).await;
+    assert_eq!(must(&server, &["-n", "gen", "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]).await, first);
+
     // Reviews are answered, not stored (no authorizer yet: everything is allowed).
     assert_eq!(must(&server, &["auth", "can-i", "create", "deployments", "-n", "gen"]).await.trim(), "yes");
     let me = must_json(&server, &["auth", "whoami", "-o", "json"]).await;

@@ -2,9 +2,8 @@
 //! output format, watch, label/annotate/patch/replace/scale, selectors, dry runs, deletion and
 //! namespace lifecycle.
 //!
-//! Features the server does not have yet are kept out on purpose: `--validate=false` everywhere
-//! (no OpenAPI), no generator commands (`kubectl create configmap ...` sends protobuf) and no
-//! re-apply of an existing object (strategic merge patch).
+//! kubectl runs with its defaults (strict validation through OpenAPI). Generators, three-way
+//! apply and strategic patches are in `clients.rs`; discovery and explain in `discovery.rs`.
 
 use crate::common::{TestServer, kubectl_path};
 use serde_json::Value;
@@ -231,10 +230,10 @@ async fn kubectl_create_apply_get_and_scale() {
 
     // `create -f` with three documents in one file.
     let file = manifest(&server, "web.yaml", WEB);
-    let out = must(&server, &["create", "-f", &file, "--validate=false"]).await;
+    let out = must(&server, &["create", "-f", &file]).await;
     assert_eq!(lines(&out), ["deployment.apps/web created", "configmap/web-config created", "service/web created"]);
     // A second create of the same objects: AlreadyExists for each.
-    let err = fails(&server, &["create", "-f", &file, "--validate=false"]).await;
+    let err = fails(&server, &["create", "-f", &file]).await;
     assert!(err.contains("AlreadyExists") && err.contains("deployments.apps \"web\" already exists"), "{err}");
     assert!(err.contains("configmaps \"web-config\" already exists"), "{err}");
 
@@ -291,7 +290,7 @@ async fn kubectl_create_apply_get_and_scale() {
 
     // `apply -f` of an object that does not exist yet creates it and records what was applied.
     let file = manifest(&server, "applied.yaml", &configmap("applied", "tier: back", "one"));
-    let out = must(&server, &["apply", "-f", &file, "--validate=false"]).await;
+    let out = must(&server, &["apply", "-f", &file]).await;
     assert_eq!(out.trim(), "configmap/applied created");
     let applied = must_json(&server, &["get", "cm", "applied", "-o", "json"]).await;
     assert_eq!(applied["data"]["key"], "one");
@@ -305,9 +304,9 @@ async fn kubectl_create_apply_get_and_scale() {
 
     // `--dry-run=server` on create: the server answers with the object but stores nothing.
     let file = manifest(&server, "dry.yaml", &configmap("dry", "", "x"));
-    let out = must(&server, &["create", "-f", &file, "--validate=false", "--dry-run=server"]).await;
+    let out = must(&server, &["create", "-f", &file, "--dry-run=server"]).await;
     assert_eq!(out.trim(), "configmap/dry created (server dry run)");
-    let dry = must_json(&server, &["create", "-f", &file, "--validate=false", "--dry-run=server", "-o", "json"]).await;
+    let dry = must_json(&server, &["create", "-f", &file, "--dry-run=server", "-o", "json"]).await;
     assert_eq!(dry["metadata"]["name"], "dry");
     assert_eq!(dry["data"]["key"], "x");
     let err = fails(&server, &["get", "cm", "dry"]).await;
@@ -341,7 +340,7 @@ async fn kubectl_label_annotate_patch_replace() {
         "cms.yaml",
         &format!("{}---\n{}", configmap("one", "app: a", "1"), configmap("two", "app: b", "2")),
     );
-    must(&server, &["create", "-f", &file, "--validate=false"]).await;
+    must(&server, &["create", "-f", &file]).await;
 
     // label / annotate, then select by the new label.
     assert_eq!(must(&server, &["label", "cm", "one", "tier=front"]).await.trim(), "configmap/one labeled");
@@ -418,24 +417,24 @@ async fn kubectl_label_annotate_patch_replace() {
     changed["data"] = serde_json::json!({"key": "replaced"});
     changed["metadata"]["labels"]["replaced"] = "true".into();
     let path = manifest(&server, "two.json", &changed.to_string());
-    assert_eq!(must(&server, &["replace", "-f", &path, "--validate=false"]).await.trim(), "configmap/two replaced");
+    assert_eq!(must(&server, &["replace", "-f", &path]).await.trim(), "configmap/two replaced");
     let two = must_json(&server, &["get", "cm", "two", "-o", "json"]).await;
     assert_eq!(two["data"], serde_json::json!({"key": "replaced"}));
     assert_eq!(two["metadata"]["labels"]["replaced"], "true");
     assert_eq!(two["metadata"]["uid"], current["metadata"]["uid"]);
     assert_ne!(two["metadata"]["resourceVersion"], current["metadata"]["resourceVersion"]);
     // The same file again carries the old resourceVersion: Conflict.
-    let err = fails(&server, &["replace", "-f", &path, "--validate=false"]).await;
+    let err = fails(&server, &["replace", "-f", &path]).await;
     assert!(err.contains("Conflict"), "{err}");
     assert!(err.contains("Operation cannot be fulfilled on configmaps \"two\""), "{err}");
     assert!(err.contains("the object has been modified"), "{err}");
     // Without a resourceVersion the replace is unconditional.
     let file = manifest(&server, "two.yaml", &configmap("two", "app: b", "unconditional"));
-    must(&server, &["replace", "-f", &file, "--validate=false"]).await;
+    must(&server, &["replace", "-f", &file]).await;
     assert_eq!(must(&server, &["get", "cm", "two", "-o", "jsonpath={.data.key}"]).await, "unconditional");
     // Replacing something that does not exist.
     let file = manifest(&server, "ghost.yaml", &configmap("ghost", "", "x"));
-    let err = fails(&server, &["replace", "-f", &file, "--validate=false"]).await;
+    let err = fails(&server, &["replace", "-f", &file]).await;
     assert!(err.contains("configmaps \"ghost\" not found"), "{err}");
 }
 
@@ -444,7 +443,7 @@ async fn kubectl_selectors_and_delete() {
     let server = TestServer::start().await;
     let pods = [pod("pa", "a"), pod("pb", "b"), pod("pc", "c")].join("---\n");
     let file = manifest(&server, "pods.yaml", &pods);
-    let out = must(&server, &["create", "-f", &file, "--validate=false"]).await;
+    let out = must(&server, &["create", "-f", &file]).await;
     assert_eq!(lines(&out), ["pod/pa created", "pod/pb created", "pod/pc created"]);
 
     // Field selectors.
@@ -511,7 +510,7 @@ async fn kubectl_selectors_and_delete() {
 
     // Delete -f removes what a manifest created.
     let file = manifest(&server, "web.yaml", WEB);
-    must(&server, &["create", "-f", &file, "--validate=false"]).await;
+    must(&server, &["create", "-f", &file]).await;
     let out = must(&server, &["delete", "-f", &file]).await;
     assert_eq!(
         lines(&out),
@@ -568,7 +567,7 @@ async fn stop(mut child: Child) {
 async fn kubectl_get_watch() {
     let server = TestServer::start().await;
     let file = manifest(&server, "before.yaml", &configmap("before", "", "0"));
-    must(&server, &["create", "-f", &file, "--validate=false"]).await;
+    must(&server, &["create", "-f", &file]).await;
 
     // Names only. The watch continues from the list's resourceVersion, so once the existing
     // object has been printed every later change reaches the watcher.
@@ -581,7 +580,7 @@ async fn kubectl_get_watch() {
     assert_eq!(first["object"]["metadata"]["name"], "before");
 
     let file = manifest(&server, "watched.yaml", &configmap("watched", "", "1"));
-    must(&server, &["create", "-f", &file, "--validate=false"]).await;
+    must(&server, &["create", "-f", &file]).await;
     must(&server, &["label", "cm", "watched", "seen=yes"]).await;
     must(&server, &["patch", "cm", "watched", "--type", "merge", "-p", r#"{"data":{"key":"2"}}"#]).await;
     must(&server, &["delete", "cm", "watched"]).await;
@@ -625,19 +624,19 @@ async fn kubectl_namespace_lifecycle() {
 
     // Creating into a namespace that does not exist.
     let file = manifest(&server, "cm.yaml", &configmap("settings", "", "v"));
-    let err = fails(&server, &["create", "-f", &file, "--validate=false", "-n", "x"]).await;
+    let err = fails(&server, &["create", "-f", &file, "-n", "x"]).await;
     assert!(err.contains("namespaces \"x\" not found"), "{err}");
-    let err = fails(&server, &["apply", "-f", &file, "--validate=false", "-n", "x"]).await;
+    let err = fails(&server, &["apply", "-f", &file, "-n", "x"]).await;
     assert!(err.contains("namespaces \"x\" not found"), "{err}");
 
     // A namespace of our own, with something in it.
     let ns = manifest(&server, "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n");
-    assert_eq!(must(&server, &["create", "-f", &ns, "--validate=false"]).await.trim(), "namespace/doomed created");
+    assert_eq!(must(&server, &["create", "-f", &ns]).await.trim(), "namespace/doomed created");
     let created = must_json(&server, &["get", "ns", "doomed", "-o", "json"]).await;
     assert_eq!(created["status"]["phase"], "Active");
     assert_eq!(created["metadata"]["labels"]["kubernetes.io/metadata.name"], "doomed");
     assert_eq!(created["spec"]["finalizers"], serde_json::json!(["kubernetes"]));
-    must(&server, &["create", "-f", &file, "--validate=false", "-n", "doomed"]).await;
+    must(&server, &["create", "-f", &file, "-n", "doomed"]).await;
     assert_eq!(must(&server, &["get", "cm", "-n", "doomed", "-o", "name"]).await.trim(), "configmap/settings");
     let all = must(
         &server,
@@ -663,13 +662,13 @@ async fn kubectl_namespace_lifecycle() {
 
     // New content is refused while it terminates.
     let other = manifest(&server, "other.yaml", &configmap("other", "", "v"));
-    let err = fails(&server, &["create", "-f", &other, "--validate=false", "-n", "doomed"]).await;
+    let err = fails(&server, &["create", "-f", &other, "-n", "doomed"]).await;
     assert!(err.contains("Forbidden") && err.contains("forbidden"), "{err}");
     assert!(err.contains("unable to create new content in namespace doomed because it is being terminated"), "{err}");
-    let err = fails(&server, &["apply", "-f", &other, "--validate=false", "-n", "doomed"]).await;
+    let err = fails(&server, &["apply", "-f", &other, "-n", "doomed"]).await;
     assert!(err.contains("being terminated"), "{err}");
     // Creating the namespace again while it is still there.
-    let err = fails(&server, &["create", "-f", &ns, "--validate=false"]).await;
+    let err = fails(&server, &["create", "-f", &ns]).await;
     assert!(err.contains("AlreadyExists") || err.contains("already exists"), "{err}");
 
     // The built-in namespaces stay.

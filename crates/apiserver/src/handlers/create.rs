@@ -3,7 +3,7 @@
 use crate::object::{self, from_kv, from_storage, gr, meta_str, to_bytes, to_storage};
 use crate::registry;
 use crate::request::ResourceRequest;
-use crate::server::{ApiServer, Ctx, json_response};
+use crate::server::{ApiServer, Ctx};
 use crate::status::{ApiError, ApiResult};
 use axum::body::Body;
 use http::Response;
@@ -84,8 +84,9 @@ async fn create_prepared(srv: &ApiServer, req: &ResourceRequest, obj: Value, dry
 /// `POST .../<resource>`.
 pub async fn create(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
+    let out = crate::negotiate::for_request(ctx, crate::negotiate::Endpoint::WRITE)?;
     let mut obj = ctx.validated_body(&res.api_version(), res.kind).await?;
     registry::check_type(res.kind, &res.api_version(), &mut obj)?;
     let created = create_object(srv, req, obj, ctx.query.dry_run).await?;
-    Ok(json_response(201, &created))
+    crate::negotiate::respond_negotiated(&out, 201, &created)
 }

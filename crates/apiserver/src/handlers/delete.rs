@@ -9,7 +9,7 @@
 use crate::handlers::list;
 use crate::object::{self, from_kv, from_storage, gr, now};
 use crate::request::ResourceRequest;
-use crate::server::{ApiServer, Ctx, bytes_response, json_response};
+use crate::server::{ApiServer, Ctx, bytes_response};
 use crate::status::{ApiError, ApiResult, success_status};
 use axum::body::Body;
 use bytes::Bytes;
@@ -265,6 +265,7 @@ const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 pub async fn delete(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
     let name = req.name.clone().unwrap_or_default();
+    let out = crate::negotiate::for_request(ctx, crate::negotiate::Endpoint::WRITE)?;
     let body = ctx.body_bytes().await?;
     let opts = parse_options(&body, ctx)?;
     if res.group.is_empty() && res.plural == "namespaces" && IMMORTAL_NAMESPACES.contains(&name.as_str()) {
@@ -272,11 +273,11 @@ pub async fn delete(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> Ap
         return Err(ApiError::forbidden(gr(res), &name, "this namespace may not be deleted"));
     }
     match delete_one(srv, req, &name, &opts).await? {
-        Outcome::Pending(obj) => Ok(json_response(200, &obj)),
-        Outcome::Removed(obj) if returns_object(res.plural) => Ok(json_response(200, &obj)),
+        Outcome::Pending(obj) => crate::negotiate::respond_negotiated(&out, 200, &obj),
+        Outcome::Removed(obj) if returns_object(res.plural) => crate::negotiate::respond_negotiated(&out, 200, &obj),
         Outcome::Removed(obj) => {
             let uid = object::meta_str(&obj, "uid").to_string();
-            Ok(json_response(200, &success_status(gr(res), res.plural, &name, &uid)))
+            crate::negotiate::respond_negotiated(&out, 200, &success_status(gr(res), res.plural, &name, &uid))
         }
     }
 }

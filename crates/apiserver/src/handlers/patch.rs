@@ -7,7 +7,7 @@
 use crate::decode::FieldValidation;
 use crate::handlers::update::update_object;
 use crate::request::ResourceRequest;
-use crate::server::{ApiServer, Ctx, json_response};
+use crate::server::{ApiServer, Ctx};
 use crate::status::{ApiError, ApiResult};
 use axum::body::Body;
 use http::Response;
@@ -120,6 +120,7 @@ fn strategic_error(e: StrategicError) -> ApiError {
 
 /// `PATCH .../<resource>/<name>[/status]`.
 pub async fn patch(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
+    let out = crate::negotiate::for_request(ctx, crate::negotiate::Endpoint::WRITE)?;
     let patch = Patch::from_request(ctx).await?;
     let schema = schema_for(req);
     let validation = FieldValidation::from_query(ctx.query.field_validation.as_deref());
@@ -138,7 +139,7 @@ pub async fn patch(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> Api
     })
     .await?;
     ctx.warnings.extend(unknown.iter().map(|p| format!("unknown field {p:?}")));
-    Ok(json_response(200, &obj))
+    crate::negotiate::respond_negotiated(&out, 200, &obj)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use crate::handlers::create;
 use crate::object::{self, from_kv, from_storage, gr, meta_str, to_bytes, to_storage};
 use crate::registry;
 use crate::request::ResourceRequest;
-use crate::server::{ApiServer, Ctx, json_response};
+use crate::server::{ApiServer, Ctx};
 use crate::status::{ApiError, ApiResult};
 use axum::body::Body;
 use http::Response;
@@ -85,11 +85,12 @@ where
 /// `PUT .../<resource>/<name>[/status|/finalize]`.
 pub async fn update(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
+    let out = crate::negotiate::for_request(ctx, crate::negotiate::Endpoint::WRITE)?;
     let mut body = ctx.validated_body(&res.api_version(), res.kind).await?;
     registry::check_type(res.kind, &res.api_version(), &mut body)?;
     let dry_run = ctx.query.dry_run;
     match update_object(srv, req, dry_run, |_| Ok(body.clone())).await {
-        Ok(obj) => Ok(json_response(200, &obj)),
+        Ok(obj) => crate::negotiate::respond_negotiated(&out, 200, &obj),
         Err(e) if e.code == 404 && req.subresource.is_none() && create_on_update(res.plural) => {
             let name = req.name.clone().unwrap_or_default();
             object::meta_mut(&mut body).insert("name".into(), Value::String(name));
@@ -97,7 +98,7 @@ pub async fn update(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> Ap
                 m.remove("resourceVersion");
             }
             let created = create::create_object(srv, req, body, dry_run).await?;
-            Ok(json_response(201, &created))
+            crate::negotiate::respond_negotiated(&out, 201, &created)
         }
         Err(e) => Err(e),
     }

@@ -265,3 +265,88 @@ async fn kubectl_drain_evicts_within_disruption_budgets() {
     assert_eq!(pdb["status"]["disruptionsAllowed"], 0, "{pdb}");
     assert!(pdb["status"]["disruptedPods"]["p2"].is_string(), "{pdb}");
 }
+
+/// Sends one request with explicit headers and returns status, headers and body.
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, http::HeaderMap, String) {
+    let mut b = http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(body.as_bytes().to_vec()).expect("request builds");
+    let resp = client.send(req.map(kube::client::Body::from)).await.expect("request is answered");
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn yaml_bodies_and_field_validation() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\nextra: true\n";
+
+    // Strict: the unknown field is refused with upstream's wording.
+    let (status, _, body) =
+        send(&client, "POST", &format!("{path}?fieldValidation=Strict"), &[("content-type", "application/yaml")], yaml)
+            .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(r#"ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"extra\""#),
+        "{body}"
+    );
+
+    // Default (Warn): created, the field dropped, a Warning header; YAML answer when asked.
+    let (status, headers, body) =
+        send(&client, "POST", path, &[("content-type", "application/yaml"), ("accept", "application/yaml")], yaml)
+            .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(headers.get("content-type").unwrap(), "application/yaml");
+    assert!(body.starts_with("apiVersion: v1\n"), "{body}");
+    assert!(!body.contains("extra"), "{body}");
+    let warning = headers.get("warning").expect("a Warning header").to_str().unwrap();
+    assert_eq!(warning, r#"299 - "unknown field \"extra\"""#);
+
+    // Duplicate fields in JSON count too; Ignore says nothing.
+    let dup = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"d2"}}"#;
+    let (status, _, body) =
+        send(&client, "POST", &format!("{path}?fieldValidation=Strict"), &[("content-type", "application/json")], dup)
+            .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#"duplicate field \"metadata.name\""#), "{body}");
+    let (status, headers, _) =
+        send(&client, "POST", &format!("{path}?fieldValidation=Ignore"), &[("content-type", "application/json")], dup)
+            .await;
+    assert_eq!(status, 201);
+    assert!(headers.get("warning").is_none());
+
+    // A strategic patch adding an unknown field under Strict.
+    let (status, _, body) = send(
+        &client,
+        "PATCH",
+        &format!("{path}/y?fieldValidation=Strict"),
+        &[("content-type", "application/strategic-merge-patch+json")],
+        r#"{"data":{"b":"2"},"bogus":{"x":1}}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#"unknown field \"bogus\""#), "{body}");
+    // Nothing writes when the answer cannot be given.
+    let (status, _, body) = send(
+        &client,
+        "POST",
+        path,
+        &[("content-type", "application/json"), ("accept", "application/xml")],
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"never"}}"#,
+    )
+    .await;
+    assert_eq!(status, 406, "{body}");
+    let (status, _, _) = send(&client, "GET", &format!("{path}/never"), &[], "").await;
+    assert_eq!(status, 404);
+}

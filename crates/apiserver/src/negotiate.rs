@@ -3,9 +3,10 @@
 //!
 //! The `Accept` header is a list of media ranges; they are tried by `q` (highest first), then
 //! specific before wildcard, then in the client's order, and the first one the server can
-//! produce wins. The server produces `application/json` and `application/yaml`; it announces
-//! `application/vnd.kubernetes.protobuf` as upstream does but cannot encode it yet, so a
-//! protobuf range is passed over (clients that send one also accept JSON). Parameters
+//! produce wins. The server produces `application/json` and `application/yaml`;
+//! `application/vnd.kubernetes.protobuf` is produced only when the client accepts nothing else
+//! (clients that list it first, such as kubectl's typed ones, also accept JSON), and not for
+//! watches. Parameters
 //! `as`/`g`/`v` ask for a conversion to a `meta.k8s.io` kind: `Table` (reads of resources only),
 //! `PartialObjectMetadata` or `PartialObjectMetadataList`. Nothing acceptable is a 406.
 //!
@@ -25,7 +26,7 @@ use serde_json::{Map, Value, json};
 pub const JSON: &str = "application/json";
 /// `application/yaml`.
 pub const YAML: &str = "application/yaml";
-/// `application/vnd.kubernetes.protobuf` (announced, not produced yet).
+/// `application/vnd.kubernetes.protobuf`.
 pub const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 
 /// The media types upstream lists in a 406, in its order.
@@ -40,6 +41,9 @@ pub enum Encoding {
     Json,
     /// `application/yaml`.
     Yaml,
+    /// `application/vnd.kubernetes.protobuf`, only for clients that accept neither JSON nor
+    /// YAML (not for watches).
+    Protobuf,
 }
 
 impl Encoding {
@@ -48,6 +52,7 @@ impl Encoding {
         match self {
             Encoding::Json => JSON,
             Encoding::Yaml => YAML,
+            Encoding::Protobuf => PROTOBUF,
         }
     }
 }
@@ -277,6 +282,9 @@ pub fn negotiate(accept: Option<&str>, endpoint: Endpoint) -> ApiResult<Negotiat
         // The common cases, without parsing.
         return Ok(Negotiated::JSON);
     }
+    // Protobuf is produced only when nothing else is acceptable: clients that list it first
+    // (kubectl's typed clients) also take JSON, which every path serves well.
+    let mut protobuf = None;
     for range in parse_accept(accept) {
         for serializer in Serializer::ALL {
             let matches = range.kind == "*" && range.subtype == "*"
@@ -295,13 +303,17 @@ pub fn negotiate(accept: Option<&str>, endpoint: Endpoint) -> ApiResult<Negotiat
                     return Err(ApiError::not_acceptable_types(STREAMED));
                 }
                 Serializer::Yaml => Encoding::Yaml,
-                // Not produced yet: try the client's next choice.
-                Serializer::Protobuf => continue,
+                Serializer::Protobuf => {
+                    if !endpoint.stream && protobuf.is_none() {
+                        protobuf = Some(Negotiated { encoding: Encoding::Protobuf, conversion });
+                    }
+                    continue;
+                }
             };
             return Ok(Negotiated { encoding, conversion });
         }
     }
-    Err(ApiError::not_acceptable_types(SERVED))
+    protobuf.ok_or_else(|| ApiError::not_acceptable_types(SERVED))
 }
 
 /// Negotiates the response of a request from its `Accept` header.
@@ -412,6 +424,9 @@ pub fn encode_body(encoding: Encoding, body: &Value) -> ApiResult<Bytes> {
         Encoding::Yaml => serde_yaml_ng::to_string(body)
             .map(Bytes::from)
             .map_err(|e| ApiError::internal(format!("cannot encode the response as YAML: {e}"))),
+        Encoding::Protobuf => rudder_api::protobuf::encode_object(body)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::not_acceptable_because(format!("cannot encode the response as protobuf: {e}"))),
     }
 }
 
@@ -550,7 +565,8 @@ mod tests {
             err.message,
             "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         );
-        assert_eq!(read("application/vnd.kubernetes.protobuf").unwrap_err().code, 406);
+        // Protobuf alone is produced.
+        assert_eq!(read("application/vnd.kubernetes.protobuf").unwrap(), plain(Encoding::Protobuf));
         assert_eq!(read("text/*").unwrap_err().code, 406);
         let err = negotiate(Some("application/yaml"), Endpoint::WATCH).unwrap_err();
         assert_eq!(

@@ -350,3 +350,36 @@ async fn yaml_bodies_and_field_validation() {
     let (status, _, _) = send(&client, "GET", &format!("{path}/never"), &[], "").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn protobuf_bodies_and_protobuf_only_answers() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let cm =
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pb"}, "data": {"k": "v"}});
+    let body = rudder_api::protobuf::encode_object(&cm).expect("encodes");
+    let mut b = http::Request::builder().method("POST").uri(path);
+    b = b.header("content-type", "application/vnd.kubernetes.protobuf").header("accept", "application/json");
+    let resp = client.send(b.body(body).unwrap().map(kube::client::Body::from)).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+
+    // Asked for protobuf only: a k8s\0 envelope holding the object, and the list kind for lists.
+    for (uri, kind) in [(format!("{path}/pb"), "ConfigMap"), (path.to_string(), "ConfigMapList")] {
+        let req = http::Request::builder()
+            .uri(&uri)
+            .header("accept", "application/vnd.kubernetes.protobuf")
+            .body(Vec::new())
+            .unwrap();
+        let resp = client.send(req.map(kube::client::Body::from)).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.headers().get("content-type").unwrap(), "application/vnd.kubernetes.protobuf");
+        let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        assert!(bytes.starts_with(b"k8s\0"));
+        let obj = rudder_api::protobuf::decode_object(&bytes).expect("decodes");
+        assert_eq!(obj["kind"], kind, "{obj}");
+        let item = if kind == "ConfigMap" { &obj } else { &obj["items"][0] };
+        assert_eq!(item["data"]["k"], "v", "{obj}");
+        assert_eq!(item["metadata"]["name"], "pb");
+    }
+}

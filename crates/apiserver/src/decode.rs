@@ -64,7 +64,7 @@ pub fn parse_json(bytes: &[u8]) -> ApiResult<Decoded> {
     }
     let mut duplicates = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = ValueSeed { path: String::new(), duplicates: &mut duplicates }
+    let value = ValueSeed { path: Path::Root, duplicates: &mut duplicates }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|_| v))
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
@@ -87,13 +87,34 @@ fn parse_yaml(bytes: &[u8]) -> ApiResult<Decoded> {
     Ok(Decoded { value, duplicates: Vec::new() })
 }
 
+/// Where a value sits in the document; rendered only when a duplicate is found.
+#[derive(Clone, Copy)]
+enum Path<'p> {
+    Root,
+    Key(&'p Path<'p>, &'p str),
+    Index(&'p Path<'p>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root => String::new(),
+            Path::Key(parent, key) => {
+                let p = parent.render();
+                if p.is_empty() { (*key).to_string() } else { format!("{p}.{key}") }
+            }
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
 /// Builds a `serde_json::Value`, recording duplicate object keys with their path.
-struct ValueSeed<'a> {
-    path: String,
+struct ValueSeed<'a, 'p> {
+    path: Path<'p>,
     duplicates: &'a mut Vec<String>,
 }
 
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
     type Value = Value;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -101,7 +122,7 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for ValueSeed<'_> {
+impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -143,7 +164,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
         loop {
-            let path = format!("{}[{}]", self.path, out.len());
+            let path = Path::Index(&self.path, out.len());
             match seq.next_element_seed(ValueSeed { path, duplicates: &mut *self.duplicates })? {
                 Some(v) => out.push(v),
                 None => return Ok(Value::Array(out)),
@@ -154,11 +175,14 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{}", self.path, key) };
-            let value = map.next_value_seed(ValueSeed { path: path.clone(), duplicates: &mut *self.duplicates })?;
-            if out.insert(key, value).is_some() {
-                self.duplicates.push(path);
+            let value = {
+                let path = Path::Key(&self.path, &key);
+                map.next_value_seed(ValueSeed { path, duplicates: &mut *self.duplicates })?
+            };
+            if out.contains_key(&key) {
+                self.duplicates.push(Path::Key(&self.path, &key).render());
             }
+            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }

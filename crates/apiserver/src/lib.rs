@@ -13,6 +13,7 @@ pub mod authn;
 pub mod cache;
 pub mod decode;
 pub mod handlers;
+pub mod jwt;
 pub mod negotiate;
 pub mod object;
 pub mod openapi;
@@ -149,7 +150,10 @@ pub async fn start(config: Config) -> Result<Running> {
     let api = Arc::new(server::ApiServer {
         store,
         cache,
-        authn: authn::Authenticator::from_token_file(&pki.token_file)?,
+        authn: authn::Authenticator::from_token_file(&pki.token_file)?.with_signing_key(
+            jwt::SigningKey::from_pkcs8(&pki.service_account_key)
+                .context("the service-account signing key (tls/service-account.key) cannot be used")?,
+        ),
         shutdown: shutdown_rx.clone(),
         ready: Default::default(),
         advertise: advertise.clone(),

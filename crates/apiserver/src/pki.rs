@@ -1,7 +1,8 @@
 //! The cluster's certificates and tokens, kept under `<data-dir>/tls` and `<data-dir>/token`.
 //!
-//! On first start a CA, an admin client certificate (`O=system:masters`) and an admin bearer
-//! token are made; later starts reuse them. The serving certificate is made anew at every
+//! On first start a CA, an admin client certificate (`O=system:masters`), an admin bearer
+//! token and the service-account signing key (`tls/service-account.key`, ECDSA P-256 in
+//! PKCS#8 PEM) are made; later starts reuse them. The serving certificate is made anew at every
 //! start from the same CA, so its names always match the current bind address and hostname.
 
 use anyhow::{Context, Result};
@@ -29,6 +30,8 @@ pub struct Pki {
     pub admin_token: String,
     /// Path of the static token file.
     pub token_file: PathBuf,
+    /// The key that signs service-account tokens, PKCS#8 DER.
+    pub service_account_key: Vec<u8>,
 }
 
 fn validity(params: &mut CertificateParams, years: i32) {
@@ -157,6 +160,8 @@ pub fn ensure(data_dir: &Path, hosts: &[String]) -> Result<Pki> {
     let tokens = fs::read_to_string(&token_file).with_context(|| format!("cannot read {}", token_file.display()))?;
     let admin_token = tokens.lines().find_map(|l| l.split(',').next()).unwrap_or_default().trim().to_string();
 
+    let service_account_key = service_account_key(&dir.join("service-account.key"))?;
+
     Ok(Pki {
         ca_cert_pem,
         serving_cert_pem,
@@ -165,7 +170,22 @@ pub fn ensure(data_dir: &Path, hosts: &[String]) -> Result<Pki> {
         admin_key_pem: fs::read_to_string(&admin_key)?,
         admin_token,
         token_file,
+        service_account_key,
     })
+}
+
+/// Loads the service-account signing key at `path`, creating it first if it is missing.
+/// Tokens signed before a restart stay valid because the key is kept.
+fn service_account_key(path: &Path) -> Result<Vec<u8>> {
+    if !path.exists() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .context("cannot generate the service-account signing key")?;
+        write_private(path, &key.serialize_pem())?;
+    }
+    let pem = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let key = KeyPair::from_pem(&pem)
+        .with_context(|| format!("{} is not a PEM private key (PKCS#8 ECDSA P-256 expected)", path.display()))?;
+    Ok(key.serialize_der())
 }
 
 /// Writes a kubeconfig for the admin user (client certificate) pointing at `server`.

@@ -196,13 +196,22 @@ impl ApiServer {
         resp
     }
 
-    fn authenticate(&self, headers: &http::HeaderMap, conn: &ConnInfo) -> Option<User> {
+    /// The user of a request: its bearer token (static or service-account, see `authn`),
+    /// else its client certificate. Service-account tokens are checked against the watch
+    /// cache (`handlers::token` implements `authn::BoundObjects` for the server).
+    async fn authenticate(&self, headers: &http::HeaderMap, conn: &ConnInfo) -> Option<User> {
         if let Some(token) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         {
-            return self.authn.user_from_token(token.trim());
+            return match self.authn.authenticate_token(token.trim(), None, self).await {
+                Ok(done) => Some(done.user),
+                Err(why) => {
+                    tracing::debug!(%why, "bearer token refused");
+                    None
+                }
+            };
         }
         conn.cert_user.clone()
     }
@@ -245,7 +254,7 @@ impl ApiServer {
             }
             _ => {}
         }
-        let Some(user) = self.authenticate(&parts.headers, conn) else {
+        let Some(user) = self.authenticate(&parts.headers, conn).await else {
             return Err(ApiError::unauthorized());
         };
         let route = route?;

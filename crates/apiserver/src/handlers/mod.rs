@@ -1,8 +1,8 @@
 //! REST handlers, one verb per file, generic over every resource in the catalog.
 //!
 //! `handle` checks that the verb is served for the resource (or subresource) and hands the
-//! request to the verb's handler. Subresources with their own shape (`scale`, `binding`) have
-//! their own files.
+//! request to the verb's handler. Subresources with their own shape (`scale`, `binding`,
+//! `eviction`, `token`) have their own files.
 
 pub mod binding;
 pub mod create;
@@ -14,6 +14,7 @@ pub mod list;
 pub mod patch;
 pub mod review;
 pub mod scale;
+pub mod token;
 pub mod update;
 pub mod watch;
 
@@ -57,6 +58,10 @@ pub async fn handle(srv: &ApiServer, req: ResourceRequest, ctx: &mut Ctx) -> Api
         },
         Some("binding") => match req.verb {
             Verb::Create => binding::bind(srv, &req, ctx).await,
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        Some("token") if res.plural == "serviceaccounts" => match req.verb {
+            Verb::Create => token::create(srv, &req, ctx).await,
             _ => Err(ApiError::method_not_allowed()),
         },
         Some("eviction") if res.plural == "pods" => match req.verb {

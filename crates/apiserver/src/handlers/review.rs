@@ -3,6 +3,10 @@
 //! authorization.k8s.io `subjectaccessreviews`, `localsubjectaccessreviews`,
 //! `selfsubjectaccessreviews`, `selfsubjectrulesreviews`).
 //!
+//! Token reviews go through the request authenticator (`authn`): static and service-account
+//! tokens, for `spec.audiences` (default: the API server's); `status.audiences` are the
+//! requested ones the token is valid for.
+//!
 //! Rudder has no authorizer yet: every authenticated user may do everything, so access
 //! reviews answer `allowed: true` and say so in `reason`.
 
@@ -38,12 +42,19 @@ pub async fn create(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> Ap
             if token.is_empty() {
                 return Err(invalid(res.group, res.kind, "spec.token", "Required value"));
             }
-            match srv.authn.user_from_token(token) {
-                Some(user) => json!({"authenticated": true, "user": {"username": user.name, "groups": user.groups}}),
-                None => json!({"authenticated": false, "error": "the token is not known to this server"}),
+            // The audiences the caller wants the token to be for (default: the API server's).
+            let wanted: Option<Vec<String>> = spec
+                .get("audiences")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .filter(|a: &Vec<String>| !a.is_empty());
+            let wanted = wanted.unwrap_or_else(|| crate::authn::API_AUDIENCES.iter().map(|s| s.to_string()).collect());
+            match srv.authn.authenticate_token(token, Some(&wanted), srv).await {
+                Ok(done) => json!({"authenticated": true, "user": done.user.user_info(), "audiences": done.audiences}),
+                Err(why) => json!({"authenticated": false, "user": {}, "error": why}),
             }
         }
-        "selfsubjectreviews" => json!({"userInfo": {"username": ctx.user.name, "groups": ctx.user.groups}}),
+        "selfsubjectreviews" => json!({"userInfo": ctx.user.user_info()}),
         "selfsubjectrulesreviews" => {
             if spec.get("namespace").and_then(Value::as_str).unwrap_or("").is_empty() {
                 return Err(invalid(res.group, res.kind, "spec.namespace", "Required value"));

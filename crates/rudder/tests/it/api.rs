@@ -1569,7 +1569,9 @@ async fn watch_bookmarks_initial_events_and_timeouts() {
     assert_eq!(bookmark.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"));
     let bookmark_rv: u64 = bookmark.metadata.resource_version.parse().unwrap();
     assert!(bookmark_rv >= last, "the bookmark is at least as new as the objects: {bookmark_rv} < {last}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // The end-of-initial-events bookmark comes at once, not as the periodic one (about 2 s
+    // before the 30 s timeout); the margin leaves room for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(20));
     let later = cms.create(&pp, &cm("i-3", &[])).await.unwrap();
     let ev = next_change(&mut s).await;
     assert_eq!((ev.0, ev.1.as_str(), ev.2), ("ADDED", "i-3", rv_of(&later)));

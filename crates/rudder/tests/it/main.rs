@@ -10,3 +10,4 @@ mod kubectl;
 mod lifecycle;
 mod python;
 mod tables;
+mod tokens;

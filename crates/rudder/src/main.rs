@@ -42,6 +42,72 @@ struct ServerArgs {
     /// Seconds between compactions of old revisions in the store.
     #[arg(long, default_value_t = 60)]
     compaction_interval_seconds: u64,
+    /// Runs without the scheduler.
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Runs without the controller manager.
+    #[arg(long)]
+    disable_controller_manager: bool,
+    /// Registers this many simulated nodes, which run pods without containers.
+    #[arg(long, default_value_t = 0)]
+    simulate_nodes: usize,
+    /// Seconds between a simulated node's Lease renewals and status checks.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    simulate_node_heartbeat_seconds: u64,
+}
+
+/// A client of this server for its own components, authenticated with the admin kubeconfig.
+async fn local_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).context("cannot read the admin kubeconfig")?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("cannot use the admin kubeconfig")?;
+    kube::Client::try_from(config).context("cannot build the API client")
+}
+
+/// Starts the scheduler, controller manager and simulated nodes as asked; each runs until
+/// `shutdown` turns true.
+async fn start_components(
+    args: &ServerArgs,
+    kubeconfig: &std::path::Path,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    if args.disable_scheduler && args.disable_controller_manager && args.simulate_nodes == 0 {
+        return Ok(tasks);
+    }
+    let client = local_client(kubeconfig).await?;
+    let report = |name: &'static str| {
+        move |r: anyhow::Result<()>| {
+            if let Err(e) = r {
+                tracing::error!("{name} stopped: {e:#}");
+            }
+        }
+    };
+    if !args.disable_controller_manager {
+        let (c, s) = (client.clone(), shutdown.clone());
+        // The kubeconfig sits in the data dir, beside `tls/` with the cluster CA.
+        let ca = kubeconfig.parent().map(|dir| dir.join("tls").join("ca.crt"));
+        let options = rudder_controllers::Options { root_ca_pem: ca.and_then(|p| std::fs::read_to_string(p).ok()) };
+        tasks.push(tokio::spawn(
+            async move { report("controller manager")(rudder_controllers::run(c, options, s).await) },
+        ));
+    }
+    if !args.disable_scheduler {
+        let (c, s) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move { report("scheduler")(rudder_scheduler::run(c, s).await) }));
+    }
+    if args.simulate_nodes > 0 {
+        let (c, s) = (client.clone(), shutdown.clone());
+        let options = rudder_nodesim::Options {
+            heartbeat_interval: Duration::from_secs(args.simulate_node_heartbeat_seconds),
+            ..rudder_nodesim::Options::new(args.simulate_nodes)
+        };
+        tasks.push(tokio::spawn(async move { report("simulated nodes")(rudder_nodesim::run(c, options, s).await) }));
+    }
+    Ok(tasks)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -72,11 +138,11 @@ async fn wait_for_signal() {
 
 async fn server(args: ServerArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let mut config = rudder_apiserver::Config::new(data_dir.clone());
     config.bind_address = args.bind_address;
     config.https_port = args.https_port;
-    config.datastore_endpoint = args.datastore_endpoint;
+    config.datastore_endpoint = args.datastore_endpoint.clone();
     config.compaction_interval = Duration::from_secs(args.compaction_interval_seconds.max(1));
     let running = rudder_apiserver::start(config).await.context("rudder server could not start")?;
     let took = started.elapsed();
@@ -85,11 +151,19 @@ async fn server(args: ServerArgs) -> Result<()> {
     println!("  data dir:   {}", data_dir.display());
     println!("  kubeconfig: {kubeconfig}");
     println!("  try:        KUBECONFIG={kubeconfig} kubectl get namespaces");
-    if !args.disable_agent {
+    if args.simulate_nodes > 0 {
+        println!("  nodes:      {} simulated", args.simulate_nodes);
+    } else if !args.disable_agent {
         println!("  note:       no node agent yet on this machine; the server runs the control plane only");
     }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let components = start_components(&args, &running.kubeconfig, &stopped).await?;
     wait_for_signal().await;
     println!("rudder server is shutting down");
+    let _ = stop.send(true);
+    for task in components {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     running.shutdown().await;
     println!("rudder server stopped");
     Ok(())

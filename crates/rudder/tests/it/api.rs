@@ -1256,7 +1256,7 @@ async fn list_paging_and_resource_version_semantics() {
 #[tokio::test]
 async fn compacted_revisions_are_gone() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let srv = TestServer::start_in(dir, &["--compaction-interval-seconds", "1"]).await;
+    let srv = TestServer::start_in(dir, &["--compaction-interval-seconds", "1", "--disable-controller-manager"]).await;
     let client = srv.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..5 {

@@ -20,10 +20,12 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server on a fresh data dir.
+    /// Starts a server on a fresh data dir, without the controller manager: the API tests see
+    /// only what they make (no `kube-root-ca.crt` or `default` ServiceAccount appearing, no
+    /// namespace emptied behind their back). Tests of the components use [`TestServer::start_in`].
     pub async fn start() -> TestServer {
         let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::start_in(dir, &[]).await
+        Self::start_in(dir, &["--disable-controller-manager"]).await
     }
 
     /// Starts a server on `dir` (which may hold an earlier server's state).

@@ -4,10 +4,14 @@
 mod api;
 mod clients;
 mod common;
+mod controllers;
 mod discovery;
 mod fuzz;
+mod gc;
 mod kubectl;
 mod lifecycle;
+mod nodesim;
 mod python;
+mod scheduler;
 mod tables;
 mod tokens;

@@ -1,0 +1,28 @@
+//! The scheduler: binds pods that name `default-scheduler` and no node to a node, as
+//! kube-scheduler does. Runs inside `rudder server` as an API client.
+//!
+//! Layout: [`queue`] (active / backoff / unschedulable), [`cache`] (nodes and the pods that
+//! count on them, assumed pods included), [`plugins`] (one filter or scorer per file),
+//! [`algorithm`] (one decision over the cache) and [`scheduler`] (informers, the scheduling
+//! loop, binding, status and events).
+
+pub mod algorithm;
+pub mod cache;
+pub mod framework;
+pub mod plugins;
+pub mod quantity;
+pub mod queue;
+pub mod resources;
+pub mod scheduler;
+pub mod selectors;
+
+use kube::Client;
+use tokio::sync::watch;
+
+/// The name pods use in `spec.schedulerName` to ask for this scheduler.
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+
+/// Runs the scheduler until `shutdown` turns true.
+pub async fn run(client: Client, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    scheduler::Scheduler::new(client).run(shutdown).await
+}

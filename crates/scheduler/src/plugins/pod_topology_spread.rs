@@ -1,0 +1,208 @@
+//! PodTopologySpread (`whenUnsatisfiable: DoNotSchedule` constraints): placing the pod must
+//! not make any domain exceed the global minimum of matching pods by more than `maxSkew`.
+
+use crate::cache::NodeInfo;
+use crate::framework::{CycleState, FilterPlugin, PodInfo, Status};
+use crate::plugins::{node_affinity::NodeAffinity, taint_toleration::TaintToleration};
+use crate::selectors::selector_matches;
+use k8s_openapi::api::core::v1::TopologySpreadConstraint;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use std::collections::{BTreeMap, HashMap};
+
+pub const NAME: &str = "PodTopologySpread";
+pub const REASON_SKEW: &str = "node(s) didn't match pod topology spread constraints";
+pub const REASON_MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
+
+pub struct PodTopologySpread;
+
+struct Constraint {
+    max_skew: i64,
+    key: String,
+    selector: Option<LabelSelector>,
+    /// Matching pods per domain value of `key` (eligible nodes only).
+    counts: HashMap<String, i64>,
+    /// The smallest count over domains (0 when fewer than `minDomains` domains exist).
+    min: i64,
+    self_match: i64,
+}
+
+struct PreFilterState {
+    constraints: Vec<Constraint>,
+}
+
+fn hard_constraints(pod: &PodInfo) -> Vec<&TopologySpreadConstraint> {
+    let spec = pod.pod.spec.as_ref();
+    spec.and_then(|s| s.topology_spread_constraints.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.when_unsatisfiable == "DoNotSchedule")
+        .collect()
+}
+
+/// The constraint's selector with `matchLabelKeys` folded in from the pod's own labels.
+fn effective_selector(c: &TopologySpreadConstraint, pod_labels: &BTreeMap<String, String>) -> Option<LabelSelector> {
+    let mut selector = c.label_selector.clone()?;
+    for key in c.match_label_keys.iter().flatten() {
+        if let Some(v) = pod_labels.get(key) {
+            selector.match_labels.get_or_insert_default().insert(key.clone(), v.clone());
+        }
+    }
+    Some(selector)
+}
+
+impl FilterPlugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn pre_filter(&self, pod: &PodInfo, nodes: &[&NodeInfo], state: &mut CycleState) {
+        let hard = hard_constraints(pod);
+        if hard.is_empty() {
+            return;
+        }
+        let empty = BTreeMap::new();
+        let own_labels = pod.pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let ns = pod.pod.metadata.namespace.as_deref().unwrap_or("");
+        let scratch = CycleState::new();
+        let mut constraints: Vec<Constraint> = hard
+            .iter()
+            .map(|c| {
+                let selector = effective_selector(c, own_labels);
+                let self_match = i64::from(selector.as_ref().is_some_and(|s| selector_matches(s, own_labels)));
+                Constraint {
+                    max_skew: i64::from(c.max_skew),
+                    key: c.topology_key.clone(),
+                    selector,
+                    counts: HashMap::new(),
+                    min: 0,
+                    self_match,
+                }
+            })
+            .collect();
+        for node in nodes {
+            if hard.iter().any(|c| node.label(&c.topology_key).is_none()) {
+                continue;
+            }
+            for (c, spec) in constraints.iter_mut().zip(&hard) {
+                let honour_affinity = spec.node_affinity_policy.as_deref().unwrap_or("Honor") == "Honor";
+                let honour_taints = spec.node_taints_policy.as_deref().unwrap_or("Ignore") == "Honor";
+                if (honour_affinity && NodeAffinity.filter(&scratch, pod, node).is_err())
+                    || (honour_taints && TaintToleration.filter(&scratch, pod, node).is_err())
+                {
+                    continue;
+                }
+                let matching = c.selector.as_ref().map_or(0, |sel| {
+                    node.pods
+                        .values()
+                        .filter(|p| p.pod.metadata.namespace.as_deref().unwrap_or("") == ns)
+                        .filter(|p| p.pod.metadata.deletion_timestamp.is_none())
+                        .filter(|p| selector_matches(sel, p.pod.metadata.labels.as_ref().unwrap_or(&empty)))
+                        .count() as i64
+                });
+                let value = node.label(&c.key).unwrap_or_default().to_string();
+                *c.counts.entry(value).or_default() += matching;
+            }
+        }
+        for (c, spec) in constraints.iter_mut().zip(&hard) {
+            let min_domains = spec.min_domains.unwrap_or(1).max(1) as usize;
+            c.min = if c.counts.len() < min_domains { 0 } else { c.counts.values().copied().min().unwrap_or(0) };
+        }
+        state.insert(NAME, Box::new(PreFilterState { constraints }));
+    }
+
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {
+        let Some(s) = state.get(NAME).and_then(|b| b.downcast_ref::<PreFilterState>()) else { return Ok(()) };
+        for c in &s.constraints {
+            let Some(value) = node.label(&c.key) else {
+                return Err(Status::unresolvable(NAME, REASON_MISSING_LABEL));
+            };
+            let count = c.counts.get(value).copied().unwrap_or(0);
+            if count + c.self_match - c.min > c.max_skew {
+                return Err(Status::unschedulable(NAME, REASON_SKEW));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testutil::node;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+
+    fn pod(name: &str, spec_extra: Value) -> PodInfo {
+        let mut spec = json!({"containers": [{"name": "c"}]});
+        if let Some(m) = spec_extra.as_object() {
+            spec.as_object_mut().unwrap().extend(m.clone());
+        }
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
+            "spec": spec,
+        }))
+        .unwrap();
+        PodInfo::new(Arc::new(p))
+    }
+
+    fn spread(max_skew: i32, extra: Value) -> Value {
+        let mut c = json!({"maxSkew": max_skew, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}}});
+        c.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        json!({"topologySpreadConstraints": [c]})
+    }
+
+    /// Zone a: n1 with `in_a` web pods; zone b: n2 with `in_b`; n3 has no zone label.
+    fn cluster(in_a: usize, in_b: usize) -> Vec<NodeInfo> {
+        let mut n1 = node("n1", json!({"metadata": {"labels": {"zone": "a"}}}));
+        let mut n2 = node("n2", json!({"metadata": {"labels": {"zone": "b"}}}));
+        for i in 0..in_a {
+            n1.add_pod(Arc::new(pod(&format!("a{i}"), json!({}))));
+        }
+        for i in 0..in_b {
+            n2.add_pod(Arc::new(pod(&format!("b{i}"), json!({}))));
+        }
+        vec![n1, n2, node("n3", json!({}))]
+    }
+
+    fn run(incoming: &PodInfo, nodes: &[NodeInfo]) -> Vec<Option<String>> {
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        let mut state = CycleState::new();
+        PodTopologySpread.pre_filter(incoming, &refs, &mut state);
+        nodes
+            .iter()
+            .map(|n| PodTopologySpread.filter(&state, incoming, n).err().map(|s| s.reasons[0].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn table() {
+        let skew = Some(REASON_SKEW.to_string());
+        let missing = Some(REASON_MISSING_LABEL.to_string());
+        let cases = [
+            ("no constraint", pod("p", json!({})), (1, 0), vec![None, None, None]),
+            ("balanced: both zones fit", pod("p", spread(1, json!({}))), (1, 1), vec![None, None, missing.clone()]),
+            ("zone a is ahead", pod("p", spread(1, json!({}))), (1, 0), vec![skew.clone(), None, missing.clone()]),
+            ("larger skew allowed", pod("p", spread(2, json!({}))), (1, 0), vec![None, None, missing.clone()]),
+            (
+                "ScheduleAnyway is not a filter",
+                pod(
+                    "p",
+                    json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "web"}}}]}),
+                ),
+                (5, 0),
+                vec![None, None, None],
+            ),
+            (
+                "minDomains above the domain count makes the minimum 0",
+                pod("p", spread(1, json!({"minDomains": 3}))),
+                (1, 1),
+                vec![skew.clone(), skew.clone(), missing.clone()],
+            ),
+        ];
+        for (name, incoming, (a, b), want) in cases {
+            assert_eq!(run(&incoming, &cluster(a, b)), want, "{name}");
+        }
+    }
+}

@@ -181,3 +181,6 @@ pub async fn run(client: Client, options: Options, shutdown: watch::Receiver<boo
     sim.wait().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod inprocess_tests;

@@ -4,7 +4,7 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use rudder_nodesim::{Options, start};
+use crate::{Options, start};
 use std::time::{Duration, Instant};
 
 async fn client(kubeconfig: &std::path::Path) -> kube::Client {

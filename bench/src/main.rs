@@ -1,7 +1,10 @@
 //! `rudder-bench`: measures `rudder server` side by side with etcd 3.4 in one run and reports
 //! ratios. Scenarios: durable creates at several concurrencies, LIST of many pods, watch
-//! fan-out latency, and cold start with idle memory. See BENCHMARKS.md at the repo root.
+//! fan-out latency, and cold start with idle memory; then, on simulated nodes, scheduler
+//! throughput, Deployment rollout latency and the cost of many heartbeating nodes. See
+//! BENCHMARKS.md at the repo root.
 
+mod control;
 mod creates;
 mod list;
 mod net;
@@ -74,6 +77,27 @@ pub struct Cli {
     /// Do not write any file.
     #[arg(long, global = true)]
     no_write: bool,
+    /// Simulated nodes in the scheduler scenario.
+    #[arg(long, global = true, default_value_t = 1000)]
+    sched_nodes: usize,
+    /// Pods created in the scheduler scenario.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    sched_pods: usize,
+    /// Concurrent clients creating the pods of the scheduler scenario.
+    #[arg(long, global = true, default_value_t = 32)]
+    sched_clients: usize,
+    /// Replicas of the Deployment in the rollout scenario.
+    #[arg(long, global = true, default_value_t = 1000)]
+    rollout_replicas: usize,
+    /// Simulated nodes in the rollout scenario.
+    #[arg(long, global = true, default_value_t = 100)]
+    rollout_nodes: usize,
+    /// Simulated nodes in the nodes scenario (at most 7168, the node simulation's limit).
+    #[arg(long, global = true, default_value_t = 5000)]
+    sim_nodes: usize,
+    /// Seconds the nodes scenario measures CPU for, once all nodes are Ready.
+    #[arg(long, global = true, default_value_t = 60.0)]
+    nodes_seconds: f64,
 }
 
 #[derive(Subcommand, Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +114,12 @@ enum What {
     Watch,
     /// Scenario 4: cold start and idle memory.
     Startup,
+    /// Scenario 5: scheduler throughput on simulated nodes.
+    Scheduler,
+    /// Scenario 6: Deployment rollout, pod creation to Running, on simulated nodes.
+    Rollout,
+    /// Scenario 7: server CPU and memory with many simulated nodes heartbeating.
+    Nodes,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,10 +168,25 @@ pub struct Results {
     pub watch: Option<watch::Outcome>,
     pub rudder_starts: Vec<startup::Start>,
     pub etcd_starts: Vec<startup::Start>,
+    pub sched: Option<control::SchedOutcome>,
+    pub rollout: Option<control::RolloutOutcome>,
+    pub nodes: Option<control::NodesOutcome>,
     pub failures: Vec<String>,
     /// Wall time of the whole run, and the cores' worth of CPU that other processes used meanwhile.
     pub run_secs: f64,
     pub other_cpu: f64,
+}
+
+impl Results {
+    /// Whether any of scenarios 1–4 ran.
+    fn has_data_plane(&self) -> bool {
+        !self.creates.is_empty()
+            || !self.store.is_empty()
+            || self.list.is_some()
+            || self.watch.is_some()
+            || !self.rudder_starts.is_empty()
+            || !self.etcd_starts.is_empty()
+    }
 }
 
 async fn quiet(cli: &Cli) {
@@ -346,6 +391,45 @@ async fn run(cli: Cli) -> Result<bool> {
         }
     }
 
+    if all || what == What::Scheduler {
+        quiet(&cli).await;
+        let f = control::scheduler(&rudder_bin, cli.sched_nodes, cli.sched_pods, cli.sched_clients);
+        match tokio::time::timeout(limit, f).await {
+            Ok(Ok(o)) => {
+                eprintln!("  {:.0} pods/s bound, {:.0} pods/s created", o.rate(), o.create_rate());
+                out.sched = Some(o);
+            }
+            Ok(Err(e)) => out.failures.push(format!("scheduler: {e:#}")),
+            Err(_) => out.failures.push("scheduler: timed out".into()),
+        }
+    }
+    if all || what == What::Rollout {
+        quiet(&cli).await;
+        let f = control::rollout(&rudder_bin, cli.rollout_nodes, cli.rollout_replicas);
+        match tokio::time::timeout(limit, f).await {
+            Ok(Ok(o)) => {
+                eprintln!("  per pod p50 {:.0} ms, p99 {:.0} ms", stats::ms(o.pod_p50), stats::ms(o.pod_p99));
+                out.rollout = Some(o);
+            }
+            Ok(Err(e)) => out.failures.push(format!("rollout: {e:#}")),
+            Err(_) => out.failures.push("rollout: timed out".into()),
+        }
+    }
+    if all || what == What::Nodes {
+        quiet(&cli).await;
+        if cli.sim_nodes > 7168 {
+            eprintln!("warning: the node simulation takes at most 7168 nodes; asked for {}", cli.sim_nodes);
+        }
+        match tokio::time::timeout(limit, control::nodes(&rudder_bin, cli.sim_nodes, cli.nodes_seconds)).await {
+            Ok(Ok(o)) => {
+                eprintln!("  server + simulation {:.3} cores", o.cpu.server);
+                out.nodes = Some(o);
+            }
+            Ok(Err(e)) => out.failures.push(format!("nodes: {e:#}")),
+            Err(_) => out.failures.push("nodes: timed out".into()),
+        }
+    }
+
     out.run_secs = run_start.elapsed().as_secs_f64();
     let ours = procs::own_and_reaped_children_cpu_time().saturating_sub(own_start);
     out.other_cpu =
@@ -359,7 +443,14 @@ async fn run(cli: Cli) -> Result<bool> {
         (None, false, _) => None,
     };
     if let Some(path) = target {
-        report::write_markdown(&path, &report::markdown(&cli, &facts, &out))?;
+        // The first results section holds scenarios 1–4; each control-plane scenario has its own
+        // pair of markers, so running one of them rewrites only its own part.
+        if out.has_data_plane() {
+            report::write_markdown(&path, &report::markdown(&cli, &facts, &out))?;
+        }
+        for (key, section) in report::control_markdown(&facts, &out) {
+            report::write_block(&path, key, &section)?;
+        }
         eprintln!("results written to {}", path.display());
     }
     for f in &out.failures {

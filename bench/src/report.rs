@@ -17,6 +17,9 @@ const CREATE_RATIO_CLIENTS: usize = 16;
 const WATCH_P99_TARGET: Duration = Duration::from_millis(50);
 const START_TARGET: Duration = Duration::from_millis(500);
 const RSS_TARGET_MB: f64 = 40.0;
+const SCHED_TARGET: f64 = 1500.0;
+const ROLLOUT_P99_TARGET: Duration = Duration::from_secs(1);
+const NODES_CPU_TARGET: f64 = 0.25;
 
 pub struct Facts {
     pub date: String,
@@ -303,7 +306,9 @@ fn sections(cli: &Cli, r: &Results) -> Vec<Section> {
         let rss_mb = rss as f64 * 1024.0 / 1e6;
         t.row(vec![format!("idle RSS ≤ {RSS_TARGET_MB} MB"), mb(rss), pass(rss_mb <= RSS_TARGET_MB).into()]);
     }
-    out.push(Section { title: "Targets".into(), note: String::new(), tables: vec![t] });
+    if !t.rows.is_empty() {
+        out.push(Section { title: "Targets".into(), note: String::new(), tables: vec![t] });
+    }
 
     if !r.creates.is_empty() {
         let systems: Vec<String> = {
@@ -552,7 +557,8 @@ pub fn text(cli: &Cli, f: &Facts, r: &Results) -> String {
     let _ = writeln!(out, "disk (4 KiB write + fdatasync) at start: {}; at end: {}", f.fsync_before, f.fsync_after);
     let _ =
         writeln!(out, "other processes used {:.2} cores on average during the {:.0} s run", r.other_cpu, r.run_secs);
-    for s in sections(cli, r) {
+    let control = control_sections(r).into_iter().map(|(_, _, s)| s);
+    for s in sections(cli, r).into_iter().chain(control) {
         let _ = writeln!(out, "\n{}", s.title);
         for t in &s.tables {
             let _ = writeln!(out, "{}", t.text());
@@ -624,6 +630,250 @@ pub fn write_markdown(path: &Path, section: &str) -> Result<()> {
         (Some(b), Some(e)) if e > b => format!("{}{}{}", &existing[..b], block, &existing[e + END.len()..]),
         _ if existing.trim().is_empty() => format!("# Benchmarks\n\n{block}\n"),
         _ => format!("{}\n\n{block}\n", existing.trim_end()),
+    };
+    std::fs::write(path, new).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn secs1(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64())
+}
+
+fn ms0(d: Duration) -> String {
+    format!("{:.0}", ms(d))
+}
+
+/// Scenarios 5–7, each with the marker key of its own block in BENCHMARKS.md.
+fn control_sections(r: &Results) -> Vec<(&'static str, crate::control::RunInfo, Section)> {
+    let mut out = Vec::new();
+    if let Some(o) = &r.sched {
+        let mut t = Table::new(&["target", "measured", "result"]);
+        t.row(vec![
+            format!("scheduler ≥ {SCHED_TARGET:.0} pods/s ({} nodes, {} pods)", o.nodes, o.pods),
+            format!("{:.0} pods/s", o.rate()),
+            pass(o.rate() >= SCHED_TARGET && o.bound == o.pods).into(),
+        ]);
+        let mut d = Table::new(&[
+            "nodes",
+            "pods",
+            "clients",
+            "created/s (API alone)",
+            "bound/s (first create → last bound)",
+            "last bound after last create, s",
+            "created → bound p50 / p99 ms",
+            "all Running after, s",
+            "server CPU (cores)",
+            "harness CPU (cores)",
+            "other CPU (cores)",
+        ]);
+        d.row(vec![
+            o.nodes.to_string(),
+            o.pods.to_string(),
+            o.clients.to_string(),
+            f0(o.create_rate()),
+            f0(o.rate()),
+            secs1(o.tail),
+            format!("{} / {}", ms0(o.bind_p50), ms0(o.bind_p99)),
+            o.running_time.map(secs1).unwrap_or_else(|| "not all".into()),
+            format!("{:.2}", o.cpu.server),
+            format!("{:.2}", o.cpu.harness),
+            format!("{:.2}", o.cpu.other),
+        ]);
+        let note = format!(
+            "`rudder server --simulate-nodes {} --simulate-node-heartbeat-seconds 10` (scheduler, controllers and the node \
+             simulation in the server process), fresh data dir; {} nodes Ready {:.1} s after the server was ready. Then {} plain \
+             pods (one container, requests cpu 100m, memory 64Mi) are POSTed by {} clients over HTTP/1.1, one connection and \
+             one request in flight each (create latency p50 {} ms, p99 {} ms; {} errors{}). One pod watch (from the revision \
+             before the first create) notes when each pod is first seen with `spec.nodeName`. Bound/s = {} bound pods ÷ (last \
+             pod seen bound − first create sent); created/s = pods ÷ (last create answered − first create sent). Pods landed on \
+             {} nodes, {}–{} per node. CPU is averaged from the first create to the last binding seen; the simulated nodes \
+             start every bound pod (a status write each) during that time, inside the server process. Memory at the end: {}.",
+            o.nodes,
+            o.nodes,
+            o.nodes_ready.as_secs_f64(),
+            o.pods,
+            o.clients,
+            ms1(o.create_p50),
+            ms1(o.create_p99),
+            o.create_errors,
+            o.create_first_error.as_deref().map(|e| format!(", first: {e}")).unwrap_or_default(),
+            o.bound,
+            o.spread.0,
+            o.spread.1,
+            o.spread.2,
+            mem(&o.mem),
+        );
+        out.push((
+            "scheduler",
+            o.ctx.clone(),
+            Section { title: "5. Scheduler throughput".into(), note, tables: vec![t, d] },
+        ));
+    }
+    if let Some(o) = &r.rollout {
+        let mut t = Table::new(&["target", "measured", "result"]);
+        t.row(vec![
+            format!(
+                "pod created → Running p99 ≤ {} ms ({} replicas, {} nodes)",
+                ROLLOUT_P99_TARGET.as_millis(),
+                o.replicas,
+                o.nodes
+            ),
+            format!("{} ms", ms0(o.pod_p99)),
+            pass(o.pod_p99 <= ROLLOUT_P99_TARGET && o.running == o.replicas).into(),
+        ]);
+        let mut d = Table::new(&[
+            "nodes",
+            "replicas",
+            "Running",
+            "per pod: created → Running p50 / p99 / max ms",
+            "Deployment create → pod Running p50 / p99 s",
+            "first / last pod created after, s",
+            "all Running after, s",
+            "all Running after last pod created, s",
+            "server CPU (cores)",
+            "harness CPU (cores)",
+            "other CPU (cores)",
+        ]);
+        d.row(vec![
+            o.nodes.to_string(),
+            o.replicas.to_string(),
+            o.running.to_string(),
+            format!("{} / {} / {}", ms0(o.pod_p50), ms0(o.pod_p99), ms0(o.pod_max)),
+            format!("{:.2} / {:.2}", o.from_deploy_p50.as_secs_f64(), o.from_deploy_p99.as_secs_f64()),
+            format!("{:.2} / {:.2}", o.first_pod.as_secs_f64(), o.last_pod.as_secs_f64()),
+            format!("{:.2}", o.all_running.as_secs_f64()),
+            format!("{:.2}", o.after_last_created.as_secs_f64()),
+            format!("{:.2}", o.cpu.server),
+            format!("{:.2}", o.cpu.harness),
+            format!("{:.2}", o.cpu.other),
+        ]);
+        let note = format!(
+            "`rudder server --simulate-nodes {} --simulate-node-heartbeat-seconds 10`; {} nodes Ready {:.1} s after the server \
+             was ready. One POST of an `apps/v1` Deployment with {} replicas (requests cpu 10m, memory 16Mi); the ReplicaSet \
+             controller creates the pods, the scheduler binds them, the simulated nodes start them (100 ms start delay). A pod \
+             watch (label selector, from the revision before the POST) notes when each pod is first seen and first seen with \
+             phase Running. Per-pod latency = Running seen − pod first seen (its creation; `creationTimestamp` has one-second \
+             resolution, the watch event the harness's clock); \"Deployment create\" = the POST being sent. Pods landed on {} \
+             nodes, {}–{} per node. CPU averaged from the POST to the last pod Running. Memory at the end: {}.",
+            o.nodes,
+            o.nodes,
+            o.nodes_ready.as_secs_f64(),
+            o.replicas,
+            o.spread.0,
+            o.spread.1,
+            o.spread.2,
+            mem(&o.mem),
+        );
+        out.push((
+            "rollout",
+            o.ctx.clone(),
+            Section { title: "6. Deployment rollout to Running".into(), note, tables: vec![t, d] },
+        ));
+    }
+    if let Some(o) = &r.nodes {
+        let mut t = Table::new(&["target", "measured", "result"]);
+        t.row(vec![
+            format!("server + simulation CPU < {NODES_CPU_TARGET} cores ({} nodes)", o.nodes),
+            format!("{:.3} cores", o.cpu.server),
+            pass(o.cpu.server < NODES_CPU_TARGET).into(),
+        ]);
+        let mut d = Table::new(&[
+            "nodes",
+            "Lease / status every",
+            "all Ready after, s",
+            "measured, s",
+            "server + simulation CPU (cores)",
+            "API writes/s",
+            "RSS at Ready",
+            "RSS at the end",
+            "harness CPU (cores)",
+            "other CPU (cores)",
+        ]);
+        d.row(vec![
+            o.nodes.to_string(),
+            format!("{} s / 60 s", o.heartbeat_secs),
+            format!("{:.1}", o.nodes_ready.as_secs_f64()),
+            format!("{:.0}", o.cpu.secs),
+            format!("{:.3}", o.cpu.server),
+            f0(o.writes_per_s),
+            mem(&o.mem_ready),
+            mem(&o.mem),
+            format!("{:.2}", o.cpu.harness),
+            format!("{:.2}", o.cpu.other),
+        ]);
+        let note = format!(
+            "`rudder server --simulate-nodes {} --simulate-node-heartbeat-seconds {}` (upstream intervals: Lease renewed every \
+             {} s, status reported every 60 s or on change), scheduler and controllers on, no pods. After all nodes are Ready and \
+             {} s more for the registration tail, the server's CPU (utime + stime from /proc/PID/stat) is averaged over {:.0} s. \
+             The simulated nodes run inside the server process, so the figure is the API server, store, scheduler, controllers \
+             and node simulation together; the simulation's share is not separated. API writes/s = store revisions per second \
+             over the window (each Lease renewal and status patch is one). RSS = VmRSS (peak = VmHWM).",
+            o.nodes,
+            o.heartbeat_secs,
+            o.heartbeat_secs,
+            o.settle.as_secs(),
+            o.cpu.secs,
+        );
+        out.push((
+            "nodes",
+            o.ctx.clone(),
+            Section { title: "7. Many simulated nodes heartbeating".into(), note, tables: vec![t, d] },
+        ));
+    }
+    out
+}
+
+/// The Markdown of each control-plane scenario that ran, keyed by its marker.
+pub fn control_markdown(f: &Facts, r: &Results) -> Vec<(&'static str, String)> {
+    control_sections(r)
+        .into_iter()
+        .map(|(key, info, s)| {
+            let mut out = String::new();
+            let _ = writeln!(out, "### {}\n", s.title);
+            let _ = writeln!(
+                out,
+                "Run {} with `{}`, rudder commit {}, {} cores; load average (1, 5, 15 min) {} before, {} after.\n",
+                info.date,
+                command_line(),
+                f.commit,
+                f.nproc,
+                info.load_before,
+                info.load_after
+            );
+            for t in &s.tables {
+                let _ = writeln!(out, "{}", t.markdown());
+            }
+            if !s.note.is_empty() {
+                let _ = writeln!(out, "{}", s.note);
+            }
+            (key, out)
+        })
+        .collect()
+}
+
+/// Puts `section` between the markers of block `key` in `path`; when the file has no such
+/// markers, the block goes after the last block of scenarios 5–7 or after the main results.
+pub fn write_block(path: &Path, key: &str, section: &str) -> Result<()> {
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let begin = format!("<!-- rudder-bench {key}: begin (written by `rudder-bench {key}` or `all`) -->");
+    let end = format!("<!-- rudder-bench {key}: end -->");
+    let block = format!("{begin}\n{}\n{end}", section.trim_end());
+    let new = match (existing.find(&begin), existing.find(&end)) {
+        (Some(b), Some(e)) if e > b => format!("{}{}{}", &existing[..b], block, &existing[e + end.len()..]),
+        _ => {
+            let after = ["nodes", "rollout", "scheduler"]
+                .iter()
+                .filter_map(|k| {
+                    let m = format!("<!-- rudder-bench {k}: end -->");
+                    existing.find(&m).map(|at| at + m.len())
+                })
+                .max()
+                .or_else(|| existing.find(END).map(|at| at + END.len()));
+            match after {
+                Some(at) => format!("{}\n\n{block}{}", &existing[..at], &existing[at..]),
+                None if existing.trim().is_empty() => format!("# Benchmarks\n\n{block}\n"),
+                None => format!("{}\n\n{block}\n", existing.trim_end()),
+            }
+        }
     };
     std::fs::write(path, new).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -25,10 +25,16 @@ pub struct Rudder {
 impl Rudder {
     /// Starts the server and waits for its "ready" line.
     pub async fn start(bin: &Path) -> Result<Rudder> {
+        Rudder::start_with(bin, &["--disable-agent"]).await
+    }
+
+    /// Starts the server with extra arguments (e.g. `--simulate-nodes 1000`) and waits for its
+    /// "ready" line.
+    pub async fn start_with(bin: &Path, extra: &[&str]) -> Result<Rudder> {
         let dir = Scratch::new("rudder-bench-rudder-")?;
         let data = dir.path().join("data");
         let mut cmd = Command::new(bin);
-        cmd.arg("server").arg("--data-dir").arg(&data).args(["--https-port", "0", "--disable-agent"]);
+        cmd.arg("server").arg("--data-dir").arg(&data).args(["--https-port", "0"]).args(extra);
         let (proc, stdout) = Proc::spawn("rudder", &mut cmd, &dir.path().join("stderr.log"), true)?;
         let ready = watch_stdout(stdout.expect("stdout is piped"), READY_PREFIX);
         let line = match tokio::time::timeout(START_TIMEOUT, ready).await {

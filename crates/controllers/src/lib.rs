@@ -8,8 +8,12 @@ use kube::Client;
 use tokio::sync::watch;
 
 pub mod deployment;
+pub mod disruption;
 pub mod gc;
+pub mod leader;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod rootca;
@@ -24,21 +28,50 @@ pub type Shutdown = watch::Receiver<bool>;
 pub struct Options {
     /// The cluster CA certificate (PEM), published in every namespace as `kube-root-ca.crt`.
     pub root_ca_pem: Option<String>,
+    /// How long a node may go without a heartbeat before the node lifecycle controller marks it
+    /// `Unknown` and taints it; `None` is upstream's default ([`nodelifecycle::DEFAULT_GRACE_PERIOD`]).
+    pub node_monitor_grace_period: Option<std::time::Duration>,
+}
+
+/// Runs every controller while this process holds the `kube-system/kube-controller-manager`
+/// Lease ([`leader`]), until `shutdown` turns true.
+pub async fn run(client: Client, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
+    let identity = leader::default_identity();
+    let (ns, lease) = (leader::LEASE_NAMESPACE, leader::CONTROLLER_MANAGER_LEASE);
+    leader::run_while_leading(client.clone(), ns, lease, &identity, shutdown, move |leading| {
+        run_controllers(client.clone(), options.clone(), leading)
+    })
+    .await
 }
 
 /// Runs every controller until `shutdown` turns true.
-pub async fn run(client: Client, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
+async fn run_controllers(client: Client, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     let results = futures::future::join_all([
         tokio::spawn(replicaset::run(client.clone(), shutdown.clone())),
         tokio::spawn(deployment::run(client.clone(), shutdown.clone())),
+        tokio::spawn(disruption::run(client.clone(), shutdown.clone())),
         tokio::spawn(gc::run(client.clone(), shutdown.clone())),
         tokio::spawn(namespace::run(client.clone(), shutdown.clone())),
         tokio::spawn(serviceaccount::run(client.clone(), shutdown.clone())),
         tokio::spawn(rootca::run(client.clone(), options.root_ca_pem.clone(), shutdown.clone())),
+        tokio::spawn(nodelifecycle::run(client.clone(), node_lifecycle_config(&options), shutdown.clone())),
+        tokio::spawn(podgc::run(client.clone(), pod_gc_config(&options), shutdown.clone())),
     ])
     .await;
     for r in results {
         r??;
     }
     Ok(())
+}
+
+fn grace_period(options: &Options) -> std::time::Duration {
+    options.node_monitor_grace_period.unwrap_or(nodelifecycle::DEFAULT_GRACE_PERIOD)
+}
+
+fn node_lifecycle_config(options: &Options) -> nodelifecycle::Config {
+    nodelifecycle::Config::new(grace_period(options))
+}
+
+fn pod_gc_config(options: &Options) -> podgc::Config {
+    podgc::Config::for_grace_period(grace_period(options))
 }

@@ -1,10 +1,10 @@
 //! The engine in-process against a real API server: the `Sim` handle stops and resumes a node's
 //! heartbeat, and the engine stops promptly on shutdown.
 
+use crate::{Options, start};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use crate::{Options, start};
 use std::time::{Duration, Instant};
 
 async fn client(kubeconfig: &std::path::Path) -> kube::Client {

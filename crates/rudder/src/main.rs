@@ -54,6 +54,10 @@ struct ServerArgs {
     /// Seconds between a simulated node's Lease renewals and status checks.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     simulate_node_heartbeat_seconds: u64,
+    /// Seconds a node may go without a Lease renewal or status heartbeat before it is marked
+    /// Unknown and tainted unreachable (upstream's --node-monitor-grace-period, 50 s since 1.32).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    node_monitor_grace_period_seconds: u64,
 }
 
 /// A client of this server for its own components, authenticated with the admin kubeconfig.
@@ -90,7 +94,10 @@ async fn start_components(
         let (c, s) = (client.clone(), shutdown.clone());
         // The kubeconfig sits in the data dir, beside `tls/` with the cluster CA.
         let ca = kubeconfig.parent().map(|dir| dir.join("tls").join("ca.crt"));
-        let options = rudder_controllers::Options { root_ca_pem: ca.and_then(|p| std::fs::read_to_string(p).ok()) };
+        let options = rudder_controllers::Options {
+            root_ca_pem: ca.and_then(|p| std::fs::read_to_string(p).ok()),
+            node_monitor_grace_period: Some(Duration::from_secs(args.node_monitor_grace_period_seconds)),
+        };
         tasks.push(tokio::spawn(
             async move { report("controller manager")(rudder_controllers::run(c, options, s).await) },
         ));

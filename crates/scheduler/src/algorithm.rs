@@ -2,7 +2,7 @@
 //! best (ties broken at random), and the upstream-shaped message when nothing fits.
 
 use crate::cache::{Cache, NodeInfo};
-use crate::framework::{Code, CycleState, FilterPlugin, PodInfo, ScorePlugin, Status};
+use crate::framework::{Code, CycleState, FEASIBLE_NODES, FeasibleNodes, FilterPlugin, PodInfo, ScorePlugin, Status};
 use crate::plugins;
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet};
@@ -100,12 +100,75 @@ pub fn feasible_nodes_to_find(all: usize) -> usize {
     (all * percentage / 100).max(100)
 }
 
+/// Below this many nodes (to filter, or feasible nodes to score) a cycle runs on the calling
+/// thread only: per-node filter and score work is a few microseconds, so starting workers
+/// costs more than it saves on small clusters.
+pub const PARALLEL_MIN_NODES: usize = 1000;
+
+/// Parallel evaluation is on by default only with at least this many CPUs: on two cores
+/// (shared with the API server and controllers in one process) it measured slower.
+pub const PARALLEL_MIN_CPUS: usize = 4;
+
+/// The default for `Framework::with_parallel_min_nodes`.
+fn default_parallel_min_nodes() -> usize {
+    if workers() >= PARALLEL_MIN_CPUS { PARALLEL_MIN_NODES } else { usize::MAX }
+}
+
+/// Nodes a filter worker takes at a time.
+const FILTER_CHUNK: usize = 64;
+
+/// Feasible nodes a score worker takes at a time.
+const SCORE_CHUNK: usize = 64;
+
+/// Worker threads for a parallel phase: the machine's parallelism, at most 16.
+fn workers() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(16))
+}
+
+/// Runs `work(c)` for chunks `c = 0, 1, ..` handed out in order to the calling thread plus
+/// `threads - 1` scoped helpers, until all `chunks` are handed out or `enough()` holds.
+/// Returns the results of the chunks that ran, in chunk order (always a prefix of
+/// `0..chunks`). The calling thread works too, so a helper the OS does not run promptly
+/// delays the phase by one chunk at most.
+fn run_chunks<T: Send>(
+    chunks: usize,
+    threads: usize,
+    enough: impl Fn() -> bool + Sync,
+    work: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        let mut mine = Vec::new();
+        while !enough() {
+            let c = next.fetch_add(1, Ordering::AcqRel);
+            if c >= chunks {
+                break;
+            }
+            mine.push((c, work(c)));
+        }
+        mine
+    };
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(worker)).collect();
+        let mut done = worker();
+        for h in helpers {
+            done.extend(h.join().expect("scheduler worker panicked"));
+        }
+        done
+    });
+    done.sort_by_key(|(c, _)| *c);
+    done.into_iter().map(|(_, t)| t).collect()
+}
+
 /// The filter and score plugins, and where the next search starts (nodes are searched
 /// round-robin so that a partial search does not always favour the same nodes).
 pub struct Framework {
     filters: Vec<Box<dyn FilterPlugin>>,
     scorers: Vec<(Box<dyn ScorePlugin>, i64)>,
     next_start: AtomicUsize,
+    /// Clusters (and feasible sets) at least this big are evaluated on worker threads.
+    parallel_min_nodes: usize,
 }
 
 impl Default for Framework {
@@ -116,7 +179,19 @@ impl Default for Framework {
 
 impl Framework {
     pub fn new(filters: Vec<Box<dyn FilterPlugin>>, scorers: Vec<(Box<dyn ScorePlugin>, i64)>) -> Framework {
-        Framework { filters, scorers, next_start: AtomicUsize::new(0) }
+        Framework {
+            filters,
+            scorers,
+            next_start: AtomicUsize::new(0),
+            parallel_min_nodes: default_parallel_min_nodes(),
+        }
+    }
+
+    /// Sets the node count from which filtering and scoring use worker threads
+    /// (`usize::MAX`: never).
+    pub fn with_parallel_min_nodes(mut self, n: usize) -> Framework {
+        self.parallel_min_nodes = n;
+        self
     }
 
     /// Runs the filters in order; the first rejection decides, as upstream.
@@ -126,15 +201,35 @@ impl Framework {
 
     /// Weighted sum of the normalised scores of each feasible node.
     pub fn score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], nodes: &[&NodeInfo]) -> Vec<i64> {
+        self.score_nodes(pod, all_nodes, nodes, false)
+    }
+
+    /// `score`, with the raw per-node scores computed on worker threads when `parallel`
+    /// (the result is the same either way).
+    pub fn score_nodes(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], nodes: &[&NodeInfo], parallel: bool) -> Vec<i64> {
         let mut state = CycleState::new();
+        let names = nodes.iter().map(|n| n.name().to_string()).collect();
+        state.insert(FEASIBLE_NODES, Box::new(FeasibleNodes(names)));
         for (plugin, _) in &self.scorers {
             plugin.pre_score(pod, all_nodes, &mut state);
         }
+        // raw[plugin][node]
+        let per_node =
+            |node: &NodeInfo| -> Vec<i64> { self.scorers.iter().map(|(p, _)| p.score(&state, pod, node)).collect() };
+        let rows: Vec<Vec<i64>> = if parallel && workers() > 1 {
+            let chunks = nodes.len().div_ceil(SCORE_CHUNK);
+            let work = |c: usize| -> Vec<Vec<i64>> {
+                nodes[c * SCORE_CHUNK..((c + 1) * SCORE_CHUNK).min(nodes.len())].iter().map(|n| per_node(n)).collect()
+            };
+            run_chunks(chunks, workers().min(chunks), || false, work).into_iter().flatten().collect()
+        } else {
+            nodes.iter().map(|n| per_node(n)).collect()
+        };
         let mut total = vec![0i64; nodes.len()];
         let mut raw = vec![0i64; nodes.len()];
-        for (plugin, weight) in &self.scorers {
-            for (slot, node) in raw.iter_mut().zip(nodes) {
-                *slot = plugin.score(&state, pod, node);
+        for (i, (plugin, weight)) in self.scorers.iter().enumerate() {
+            for (slot, row) in raw.iter_mut().zip(&rows) {
+                *slot = row[i];
             }
             plugin.normalize(&mut raw);
             for (t, s) in total.iter_mut().zip(&raw) {
@@ -142,6 +237,84 @@ impl Framework {
             }
         }
         total
+    }
+
+    /// Filters one node, with the pods nominated to it (of at least the pod's priority) added.
+    fn filter_node(&self, state: &CycleState, pod: &PodInfo, cache: &Cache, node: &NodeInfo) -> Result<(), Status> {
+        let nominated = cache.nominated_on(node.name(), pod.priority, &pod.key);
+        if nominated.is_empty() {
+            self.run_filters(state, pod, node)
+        } else {
+            let mut with_nominated = node.clone();
+            nominated.into_iter().for_each(|p| with_nominated.add_pod(p));
+            self.run_filters(state, pod, &with_nominated)
+        }
+    }
+
+    /// Walks the nodes round-robin from `start` until `wanted` feasible nodes are found (or
+    /// all are examined). Returns the feasible nodes, the rejections met on the way, and how
+    /// many nodes were examined. With `parallel`, fixed-size chunks of the walk are handed in
+    /// order to worker threads, and no further chunk is handed out once enough feasible
+    /// nodes are known; since handed-out chunks always form a prefix of the walk, replaying
+    /// their verdicts in order gives exactly the sequential answer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn find_feasible<'a>(
+        &self,
+        pod: &PodInfo,
+        cache: &Cache,
+        nodes: &[&'a NodeInfo],
+        state: &CycleState,
+        start: usize,
+        wanted: usize,
+        parallel: bool,
+    ) -> (Vec<&'a NodeInfo>, Vec<(String, Status)>, usize) {
+        let all = nodes.len();
+        let at = |i: usize| nodes[(start + i) % all];
+        let threads = workers().min(all.div_ceil(FILTER_CHUNK));
+        let verdicts: Vec<Result<(), Status>> = if parallel && threads > 1 {
+            let chunks = all.div_ceil(FILTER_CHUNK);
+            let found = AtomicUsize::new(0);
+            let work = |c: usize| -> Vec<Result<(), Status>> {
+                let part: Vec<_> = (c * FILTER_CHUNK..((c + 1) * FILTER_CHUNK).min(all))
+                    .map(|i| self.filter_node(state, pod, cache, at(i)))
+                    .collect();
+                found.fetch_add(part.iter().filter(|v| v.is_ok()).count(), Ordering::AcqRel);
+                part
+            };
+            run_chunks(chunks, threads, || found.load(Ordering::Acquire) >= wanted, work)
+                .into_iter()
+                .flatten()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut feasible = Vec::with_capacity(wanted.min(all));
+        let mut statuses = Vec::new();
+        let mut examined = 0;
+        let mut precomputed = verdicts.into_iter();
+        for i in 0..all {
+            let node = at(i);
+            let verdict = if parallel && threads > 1 {
+                // Chunks form a prefix; running out means enough were found earlier.
+                match precomputed.next() {
+                    Some(v) => v,
+                    None => break,
+                }
+            } else {
+                self.filter_node(state, pod, cache, node)
+            };
+            examined += 1;
+            match verdict {
+                Ok(()) => {
+                    feasible.push(node);
+                    if feasible.len() >= wanted {
+                        break;
+                    }
+                }
+                Err(status) => statuses.push((node.name().to_string(), status)),
+            }
+        }
+        (feasible, statuses, examined)
     }
 
     /// Picks a node for the pod.
@@ -157,30 +330,8 @@ impl Framework {
         }
         let wanted = feasible_nodes_to_find(all);
         let start = self.next_start.load(Ordering::Relaxed) % all;
-        let mut feasible = Vec::with_capacity(wanted.min(all));
-        let mut statuses = Vec::new();
-        let mut examined = 0;
-        for i in 0..all {
-            let node = nodes[(start + i) % all];
-            examined += 1;
-            let nominated = cache.nominated_on(node.name(), pod.priority, &pod.key);
-            let verdict = if nominated.is_empty() {
-                self.run_filters(&state, pod, node)
-            } else {
-                let mut with_nominated = node.clone();
-                nominated.into_iter().for_each(|p| with_nominated.add_pod(p));
-                self.run_filters(&state, pod, &with_nominated)
-            };
-            match verdict {
-                Ok(()) => {
-                    feasible.push(node);
-                    if feasible.len() >= wanted {
-                        break;
-                    }
-                }
-                Err(status) => statuses.push((node.name().to_string(), status)),
-            }
-        }
+        let parallel = all >= self.parallel_min_nodes;
+        let (feasible, statuses, examined) = self.find_feasible(pod, cache, &nodes, &state, start, wanted, parallel);
         self.next_start.store((start + examined) % all, Ordering::Relaxed);
         match feasible.len() {
             0 => {
@@ -195,7 +346,7 @@ impl Framework {
             }
             1 => Ok(feasible[0].name().to_string()),
             _ => {
-                let scores = self.score(pod, &nodes, &feasible);
+                let scores = self.score_nodes(pod, &nodes, &feasible, feasible.len() >= self.parallel_min_nodes);
                 Ok(feasible[select_best(&scores, rng)].name().to_string())
             }
         }
@@ -420,24 +571,32 @@ mod tests {
         assert_eq!(feasible_nodes_to_find(300), 144);
     }
 
-    /// A rough throughput figure for the decision alone (no API): 1000 nodes.
+    /// A rough throughput figure for the decision alone (no API): 1000 nodes, all on one
+    /// thread and with parallel filtering/scoring forced on.
     #[test]
     fn throughput_over_a_thousand_nodes() {
-        let f = Framework::default();
-        let mut cache = Cache::new();
-        for i in 0..1000 {
-            cache.upsert_node(node(&format!("node-{i:04}"), "32", json!({})));
+        for (label, f) in [
+            ("sequential", Framework::default().with_parallel_min_nodes(usize::MAX)),
+            ("parallel (forced)", Framework::default().with_parallel_min_nodes(100)),
+        ] {
+            let mut cache = Cache::new();
+            for i in 0..1000 {
+                cache.upsert_node(node(&format!("node-{i:04}"), "32", json!({})));
+            }
+            let started = std::time::Instant::now();
+            let mut r = rng();
+            let n = 500;
+            for i in 0..n {
+                let p = Arc::new(pod_requesting(&format!("p{i}"), "100m", "128Mi"));
+                let node = f.schedule(&p, &cache, &mut r).unwrap();
+                cache.assume(p, &node);
+            }
+            let took = started.elapsed();
+            eprintln!(
+                "{label}: scheduled {n} pods over 1000 nodes in {took:?} ({:.0} pods/s)",
+                n as f64 / took.as_secs_f64()
+            );
         }
-        let started = std::time::Instant::now();
-        let mut r = rng();
-        let n = 500;
-        for i in 0..n {
-            let p = Arc::new(pod_requesting(&format!("p{i}"), "100m", "128Mi"));
-            let node = f.schedule(&p, &cache, &mut r).unwrap();
-            cache.assume(p, &node);
-        }
-        let took = started.elapsed();
-        eprintln!("scheduled {n} pods over 1000 nodes in {took:?} ({:.0} pods/s)", n as f64 / took.as_secs_f64());
     }
 
     fn prioritised(name: &str, cpu: &str, priority: i32) -> Arc<PodInfo> {
@@ -492,5 +651,45 @@ mod tests {
         assert_eq!(f.schedule(&higher, &cache, &mut rng()).unwrap(), "n1", "higher priority ignores it");
         cache.clear_nomination("default/high");
         assert!(f.schedule(&low, &cache, &mut rng()).is_ok());
+    }
+
+    #[test]
+    fn parallel_and_sequential_evaluation_agree() {
+        let f = Framework::default();
+        let mut cache = Cache::new();
+        // 450 nodes of mixed size, some tainted, some already full.
+        for i in 0..450 {
+            let cpu = ["1", "2", "4", "8"][i % 4];
+            let extra = if i % 7 == 0 {
+                json!({"spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}})
+            } else {
+                json!({})
+            };
+            cache.upsert_node(node(&format!("n{i:03}"), cpu, extra));
+        }
+        for i in (0..450).step_by(5) {
+            cache.assume(Arc::new(pod_requesting(&format!("filler{i}"), "1", "0")), &format!("n{i:03}"));
+        }
+        let nodes: Vec<&NodeInfo> = cache.nodes().collect();
+        for (cpu, wanted, start) in [("1500m", 100, 0), ("1500m", 1000, 17), ("3", 144, 440), ("100", 100, 3)] {
+            let p = pod_requesting("p", cpu, "0");
+            let mut state = CycleState::new();
+            for filter in &f.filters {
+                filter.pre_filter(&p, &nodes, &mut state);
+            }
+            let seq = f.find_feasible(&p, &cache, &nodes, &state, start, wanted, false);
+            let par = f.find_feasible(&p, &cache, &nodes, &state, start, wanted, true);
+            let names = |v: &[&NodeInfo]| v.iter().map(|n| n.name().to_string()).collect::<Vec<_>>();
+            assert_eq!(names(&seq.0), names(&par.0), "feasible for {cpu}");
+            assert_eq!(seq.1, par.1, "statuses for {cpu}");
+            assert_eq!(seq.2, par.2, "examined for {cpu}");
+            if seq.0.len() > 1 {
+                assert_eq!(
+                    f.score_nodes(&p, &nodes, &seq.0, false),
+                    f.score_nodes(&p, &nodes, &seq.0, true),
+                    "scores for {cpu}"
+                );
+            }
+        }
     }
 }

@@ -21,6 +21,8 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// How many of the pods have required anti-affinity terms.
     pub pods_with_required_anti_affinity: usize,
+    /// How many of the pods have any pod affinity or anti-affinity terms.
+    pub pods_with_affinity_terms: usize,
     /// Images the node reports (normalised name → size in bytes).
     pub images: HashMap<String, i64>,
 }
@@ -61,6 +63,7 @@ impl NodeInfo {
         self.non_zero_requested.add(&pod.non_zero_requests);
         self.used_ports.extend(pod.host_ports.iter().cloned());
         self.pods_with_required_anti_affinity += usize::from(pod.has_required_anti_affinity);
+        self.pods_with_affinity_terms += usize::from(pod.has_pod_affinity_terms);
         self.pods.insert(pod.key.clone(), pod);
     }
 
@@ -70,6 +73,7 @@ impl NodeInfo {
         self.requested.sub(&pod.requests);
         self.non_zero_requested.sub(&pod.non_zero_requests);
         self.pods_with_required_anti_affinity -= usize::from(pod.has_required_anti_affinity);
+        self.pods_with_affinity_terms -= usize::from(pod.has_pod_affinity_terms);
         for port in &pod.host_ports {
             if let Some(i) = self.used_ports.iter().position(|p| p == port) {
                 self.used_ports.swap_remove(i);

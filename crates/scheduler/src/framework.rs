@@ -67,6 +67,8 @@ pub struct PodInfo {
     pub priority: i32,
     /// The pod has required pod anti-affinity terms (other pods must stay away from it).
     pub has_required_anti_affinity: bool,
+    /// The pod has any pod affinity or anti-affinity terms (required or preferred).
+    pub has_pod_affinity_terms: bool,
 }
 
 /// `namespace/name` of a pod.
@@ -104,6 +106,11 @@ impl PodInfo {
                 .and_then(|a| a.pod_anti_affinity.as_ref())
                 .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
                 .is_some_and(|t| !t.is_empty()),
+            has_pod_affinity_terms: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.affinity.as_ref())
+                .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some()),
             pod,
         }
     }
@@ -120,6 +127,13 @@ pub trait FilterPlugin: Send + Sync {
     fn pre_filter(&self, _pod: &PodInfo, _nodes: &[&NodeInfo], _state: &mut CycleState) {}
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status>;
 }
+
+/// The `CycleState` key under which the framework stores, before `pre_score`, the names of
+/// the nodes that passed the filters (as a `FeasibleNodes`).
+pub const FEASIBLE_NODES: &str = "framework/FeasibleNodes";
+
+/// The names of the nodes being scored (see `FEASIBLE_NODES`).
+pub struct FeasibleNodes(pub Vec<String>);
 
 /// Ranks the nodes that passed the filters.
 pub trait ScorePlugin: Send + Sync {

@@ -22,7 +22,14 @@ use tokio::sync::watch;
 /// The name pods use in `spec.schedulerName` to ask for this scheduler.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
-/// Runs the scheduler until `shutdown` turns true.
+/// Runs the scheduler while this process holds the `kube-system/kube-scheduler` Lease (leader
+/// election as upstream's, through `rudder_controllers::leader`), until `shutdown` turns true.
+/// A scheduler that loses the Lease stops; a new one (fresh caches) starts if it gets it back.
 pub async fn run(client: Client, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    scheduler::Scheduler::new(client).run(shutdown).await
+    use rudder_controllers::leader;
+    let identity = leader::default_identity();
+    leader::run_while_leading(client.clone(), leader::LEASE_NAMESPACE, leader::SCHEDULER_LEASE, &identity, shutdown, {
+        move |leading| scheduler::Scheduler::new(client.clone()).run(leading)
+    })
+    .await
 }

@@ -168,7 +168,7 @@ impl Scheduler {
     }
 
     async fn bind(self: Arc<Self>, queued: QueuedPod, node: String) {
-        let _permit = self.bindings.clone().acquire_owned().await;
+        let permit = self.bindings.clone().acquire_owned().await;
         let pod = &queued.pod;
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -183,6 +183,8 @@ impl Scheduler {
             Ok(_) => {
                 self.queue.done(&queued.key);
                 tracing::debug!(pod = %queued.key, %node, "bound");
+                // The event does not hold a binding slot: the next binding need not wait for it.
+                drop(permit);
                 let note = format!("Successfully assigned {ns}/{name} to {node}");
                 self.publish(pod, EventType::Normal, "Scheduled", "Binding", note).await;
             }

@@ -701,7 +701,35 @@ fn requests_from_limits(resources: &mut Option<ResourceRequirements>) {
     }
 }
 
-/// `SetDefaults_Pod` (the rules for Pod objects only) followed by [`default_pod_spec`].
+/// Upstream's `DefaultTolerationSeconds` admission plugin (pods only, on create and update of the
+/// pod itself): a pod that does not tolerate `node.kubernetes.io/not-ready:NoExecute` or
+/// `node.kubernetes.io/unreachable:NoExecute` gets a toleration of it for
+/// [`DEFAULT_TOLERATION_SECONDS`], so its node's loss evicts it after five minutes rather than at
+/// once. A toleration with that key (or no key) and that effect (or none) counts, whatever its
+/// seconds; pod templates are left alone.
+pub(super) fn add_default_toleration_seconds(spec: &mut PodSpec) {
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let tolerated = spec.tolerations.iter().flatten().any(|t| {
+            t.key.as_deref().is_none_or(|k| k.is_empty() || k == key)
+                && matches!(t.effect.as_deref(), None | Some("") | Some("NoExecute"))
+        });
+        if !tolerated {
+            spec.tolerations.get_or_insert_with(Vec::new).push(Toleration {
+                key: Some(key.to_string()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(DEFAULT_TOLERATION_SECONDS),
+                value: None,
+            });
+        }
+    }
+}
+
+/// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// `SetDefaults_Pod` (the rules for Pod objects only) followed by [`default_pod_spec`], and the
+/// default tolerations of [`add_default_toleration_seconds`].
 pub(super) fn default_pod(pod: &mut Pod) {
     let spec = pod.spec.get_or_insert_with(Default::default);
     for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
@@ -718,6 +746,7 @@ pub(super) fn default_pod(pod: &mut Pod) {
         }
     }
     default_pod_spec(spec);
+    add_default_toleration_seconds(spec);
     // The singular status IPs mirror the first entry of the plural lists (upstream's conversion).
     if let Some(status) = &mut pod.status {
         if status.pod_ips.as_ref().is_none_or(|v| v.is_empty()) && !st(&status.pod_ip).is_empty() {
@@ -3065,6 +3094,44 @@ mod tests {
 
     fn errs_of(p: &Pod) -> FieldErrors {
         validate_pod_spec(p.spec.as_ref().unwrap(), &FieldPath::root("spec"), SpecOf::Pod)
+    }
+
+    #[test]
+    fn pods_get_default_toleration_seconds() {
+        let tolerations = |p: &Pod| serde_json::to_value(&p.spec.as_ref().unwrap().tolerations).unwrap();
+        let p = pod(basic());
+        assert_eq!(
+            tolerations(&p),
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        // Defaulting again (an update) adds nothing.
+        let mut again = p.clone();
+        default_pod(&mut again);
+        assert_eq!(again, p);
+        // A pod's own toleration of a key wins, whatever its seconds; the other key is added.
+        let mut v = basic();
+        v["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]);
+        let p = pod(v);
+        let t = tolerations(&p);
+        assert_eq!(t.as_array().unwrap().len(), 2);
+        assert_eq!(t[0]["tolerationSeconds"], 2);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+        // Tolerating everything (no key, no effect) needs nothing more.
+        let mut v = basic();
+        v["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
+        assert_eq!(tolerations(&pod(v)), json!([{"operator": "Exists"}]));
+        // A NoSchedule toleration of the key does not count.
+        let mut v = basic();
+        v["spec"]["tolerations"] =
+            json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]);
+        assert_eq!(tolerations(&pod(v)).as_array().unwrap().len(), 3);
+        // Templates are not pods: no tolerations added.
+        let mut tpl: PodTemplateSpec = serde_json::from_value(json!({"spec": basic()["spec"]})).unwrap();
+        default_pod_template(&mut tpl);
+        assert!(tpl.spec.unwrap().tolerations.is_none());
     }
 
     #[test]

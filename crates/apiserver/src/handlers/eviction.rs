@@ -60,14 +60,9 @@ async fn check_budget(srv: &ApiServer, namespace: &str, pod: &Value, name: &str,
     let mut covering = Vec::new();
     for item in srv.cache.list(&filter, None, usize::MAX).items {
         let pdb = item.value();
-        let Some(selector) = pdb.pointer("/spec/selector") else { continue };
+        // policy/v1: a null selector selects no pods, an empty one every pod of the namespace.
+        let Some(selector) = pdb.pointer("/spec/selector").filter(|v| !v.is_null()) else { continue };
         let Ok(selector) = serde_json::from_value::<K8sSelector>(selector.clone()) else { continue };
-        // A budget with an empty selector covers no pods (policy/v1).
-        if selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-            && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
-        {
-            continue;
-        }
         if LabelSelector::from_k8s(&selector).is_ok_and(|s| s.matches_value(pod)) {
             covering.push(pdb);
         }

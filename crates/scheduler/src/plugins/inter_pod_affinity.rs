@@ -1,11 +1,12 @@
-//! InterPodAffinity (required terms only): the pod's affinity terms need a matching pod in
+//! InterPodAffinity. Filter (required terms): the pod's affinity terms need a matching pod in
 //! the node's topology domain, its anti-affinity terms need none there, and existing pods'
-//! anti-affinity terms keep it out of their domains.
+//! anti-affinity terms keep it out of their domains. Score (preferred terms, both ways):
+//! see the `ScorePlugin` impl.
 
 use crate::cache::NodeInfo;
-use crate::framework::{CycleState, FilterPlugin, PodInfo, Status};
+use crate::framework::{CycleState, FilterPlugin, MAX_NODE_SCORE, PodInfo, ScorePlugin, Status};
 use crate::selectors::term_selects;
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use std::collections::HashMap;
 
 pub const NAME: &str = "InterPodAffinity";
@@ -117,6 +118,121 @@ impl FilterPlugin for InterPodAffinity {
             return Err(Status::unschedulable(NAME, REASON_ANTI_AFFINITY));
         }
         Ok(())
+    }
+}
+
+/// Upstream's weight for an existing pod's *required* affinity term that selects the
+/// incoming pod, when scoring.
+pub const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
+
+fn preferred_affinity(pod: &Pod) -> &[WeightedPodAffinityTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_deref())
+        .unwrap_or_default()
+}
+
+fn preferred_anti_affinity(pod: &Pod) -> &[WeightedPodAffinityTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_deref())
+        .unwrap_or_default()
+}
+
+/// (topology key, value) → summed term weight, for scoring.
+#[derive(Default)]
+struct PreScoreState {
+    domains: HashMap<(String, String), i64>,
+}
+
+fn add_weight(domains: &mut HashMap<(String, String), i64>, node: &NodeInfo, key: &str, weight: i64) {
+    if weight == 0 {
+        return;
+    }
+    if let Some(value) = node.label(key) {
+        *domains.entry((key.to_string(), value.to_string())).or_default() += weight;
+    }
+}
+
+/// Scoring: every existing pod adds to the domains (of each term's topology key) of the node
+/// it runs on — the incoming pod's preferred affinity terms that select it add their weight,
+/// its preferred anti-affinity terms subtract theirs; the existing pod's own required
+/// affinity terms that select the incoming pod add `HARD_POD_AFFINITY_WEIGHT`, its preferred
+/// affinity terms add and its preferred anti-affinity terms subtract their weight. A node
+/// scores the sum over the domains it belongs to; scores are then scaled min..max → 0..100.
+impl ScorePlugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn pre_score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], state: &mut CycleState) {
+        let affinity = preferred_affinity(&pod.pod);
+        let anti = preferred_anti_affinity(&pod.pod);
+        let own_ns = namespace(&pod.pod);
+        let own_terms = !affinity.is_empty() || !anti.is_empty();
+        let mut s = PreScoreState::default();
+        for node in all_nodes {
+            if !own_terms && node.pods_with_affinity_terms == 0 {
+                continue;
+            }
+            for existing in node.pods.values() {
+                for w in affinity {
+                    if term_selects(&w.pod_affinity_term, own_ns, &existing.pod) {
+                        add_weight(&mut s.domains, node, &w.pod_affinity_term.topology_key, i64::from(w.weight));
+                    }
+                }
+                for w in anti {
+                    if term_selects(&w.pod_affinity_term, own_ns, &existing.pod) {
+                        add_weight(&mut s.domains, node, &w.pod_affinity_term.topology_key, -i64::from(w.weight));
+                    }
+                }
+                if !existing.has_pod_affinity_terms {
+                    continue;
+                }
+                let ens = namespace(&existing.pod);
+                for term in required_affinity(&existing.pod) {
+                    if term_selects(term, ens, &pod.pod) {
+                        add_weight(&mut s.domains, node, &term.topology_key, HARD_POD_AFFINITY_WEIGHT);
+                    }
+                }
+                for w in preferred_affinity(&existing.pod) {
+                    if term_selects(&w.pod_affinity_term, ens, &pod.pod) {
+                        add_weight(&mut s.domains, node, &w.pod_affinity_term.topology_key, i64::from(w.weight));
+                    }
+                }
+                for w in preferred_anti_affinity(&existing.pod) {
+                    if term_selects(&w.pod_affinity_term, ens, &pod.pod) {
+                        add_weight(&mut s.domains, node, &w.pod_affinity_term.topology_key, -i64::from(w.weight));
+                    }
+                }
+            }
+        }
+        state.insert(NAME, Box::new(s));
+    }
+
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(s) = state.get(NAME).and_then(|b| b.downcast_ref::<PreScoreState>()) else { return 0 };
+        if s.domains.is_empty() {
+            return 0;
+        }
+        s.domains.iter().filter(|((k, v), _)| node.label(k) == Some(v.as_str())).map(|(_, w)| *w).sum()
+    }
+
+    fn normalize(&self, scores: &mut [i64]) {
+        min_max_normalize(scores);
+    }
+}
+
+/// Scales scores linearly so the lowest becomes 0 and the highest 100 (all 0 when equal).
+pub(crate) fn min_max_normalize(scores: &mut [i64]) {
+    let (Some(min), Some(max)) = (scores.iter().copied().min(), scores.iter().copied().max()) else { return };
+    let diff = max - min;
+    for s in scores.iter_mut() {
+        *s = if diff > 0 { MAX_NODE_SCORE * (*s - min) / diff } else { 0 };
     }
 }
 
@@ -235,5 +351,107 @@ mod tests {
             json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("db")}}),
         );
         assert_eq!(run(&p, &[other]), vec![None]);
+    }
+
+    fn weighted(app: &str, weight: i32) -> Value {
+        json!([{"weight": weight, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"}}])
+    }
+
+    fn scores(incoming: &PodInfo, nodes: &[NodeInfo]) -> Vec<i64> {
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        let mut state = CycleState::new();
+        ScorePlugin::pre_score(&InterPodAffinity, incoming, &refs, &mut state);
+        let mut s: Vec<i64> =
+            nodes.iter().map(|n| ScorePlugin::score(&InterPodAffinity, &state, incoming, n)).collect();
+        ScorePlugin::normalize(&InterPodAffinity, &mut s);
+        s
+    }
+
+    #[test]
+    fn score_table() {
+        let db = || pod("db", json!({"app": "db"}), json!(null));
+        // Nodes: n1 (zone a, holds the existing pod), n2 (zone a), n3 (zone b), n4 (no zone).
+        let cases = [
+            ("no terms: all equal", db(), pod("p", json!({}), json!(null)), vec![0, 0, 0, 0]),
+            (
+                "preferring db pods: zone a wins",
+                db(),
+                pod(
+                    "p",
+                    json!({}),
+                    json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": weighted("db", 10)}}),
+                ),
+                vec![100, 100, 0, 0],
+            ),
+            (
+                "avoiding db pods: zone a loses",
+                db(),
+                pod(
+                    "p",
+                    json!({}),
+                    json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": weighted("db", 10)}}),
+                ),
+                vec![0, 0, 100, 100],
+            ),
+            (
+                "existing pod requires web pods near it: hard weight 1 pulls toward zone a",
+                pod(
+                    "db",
+                    json!({"app": "db"}),
+                    json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("web")}}),
+                ),
+                pod("p", json!({"app": "web"}), json!(null)),
+                vec![100, 100, 0, 0],
+            ),
+            (
+                "existing pod prefers web pods away",
+                pod(
+                    "db",
+                    json!({"app": "db"}),
+                    json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": weighted("web", 5)}}),
+                ),
+                pod("p", json!({"app": "web"}), json!(null)),
+                vec![0, 0, 100, 100],
+            ),
+            (
+                "terms selecting nothing: all equal",
+                db(),
+                pod(
+                    "p",
+                    json!({}),
+                    json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": weighted("x", 10)}}),
+                ),
+                vec![0, 0, 0, 0],
+            ),
+        ];
+        for (name, existing, incoming, want) in cases {
+            assert_eq!(scores(&incoming, &cluster(existing)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn preferring_zone_a_pods_lands_in_zone_a() {
+        use crate::algorithm::Framework;
+        use crate::cache::Cache;
+        use rand::SeedableRng;
+        let mut cache = Cache::new();
+        for (n, zone) in [("n1", "a"), ("n2", "b"), ("n3", "b"), ("n4", "b")] {
+            cache.upsert_node(
+                serde_json::from_value(json!({"metadata": {"name": n, "labels": {"zone": zone}},
+                    "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}))
+                .unwrap(),
+            );
+        }
+        cache.assume(Arc::new(pod("db", json!({"app": "db"}), json!(null))), "n1");
+        let f = Framework::default();
+        let p = pod(
+            "p",
+            json!({}),
+            json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": weighted("db", 100)}}),
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for _ in 0..10 {
+            assert_eq!(f.schedule(&p, &cache, &mut rng).unwrap(), "n1");
+        }
     }
 }

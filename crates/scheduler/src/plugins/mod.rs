@@ -35,6 +35,8 @@ pub fn default_scorers() -> Vec<(Box<dyn ScorePlugin>, i64)> {
         (Box::new(node_resources_fit::NodeResourcesFit), 1),
         (Box::new(balanced_allocation::BalancedAllocation), 1),
         (Box::new(image_locality::ImageLocality), 1),
+        (Box::new(inter_pod_affinity::InterPodAffinity), 2),
+        (Box::new(pod_topology_spread::PodTopologySpread), 2),
     ]
 }
 

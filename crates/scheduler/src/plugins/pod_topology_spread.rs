@@ -1,13 +1,16 @@
 //! PodTopologySpread (`whenUnsatisfiable: DoNotSchedule` constraints): placing the pod must
 //! not make any domain exceed the global minimum of matching pods by more than `maxSkew`.
+//! Scoring (`ScheduleAnyway` constraints) favours nodes in domains with fewer matching pods.
 
 use crate::cache::NodeInfo;
-use crate::framework::{CycleState, FilterPlugin, PodInfo, Status};
+use crate::framework::{
+    CycleState, FEASIBLE_NODES, FeasibleNodes, FilterPlugin, MAX_NODE_SCORE, PodInfo, ScorePlugin, Status,
+};
 use crate::plugins::{node_affinity::NodeAffinity, taint_toleration::TaintToleration};
 use crate::selectors::selector_matches;
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub const NAME: &str = "PodTopologySpread";
 pub const REASON_SKEW: &str = "node(s) didn't match pod topology spread constraints";
@@ -91,14 +94,7 @@ impl FilterPlugin for PodTopologySpread {
                 {
                     continue;
                 }
-                let matching = c.selector.as_ref().map_or(0, |sel| {
-                    node.pods
-                        .values()
-                        .filter(|p| p.pod.metadata.namespace.as_deref().unwrap_or("") == ns)
-                        .filter(|p| p.pod.metadata.deletion_timestamp.is_none())
-                        .filter(|p| selector_matches(sel, p.pod.metadata.labels.as_ref().unwrap_or(&empty)))
-                        .count() as i64
-                });
+                let matching = count_matching(node, c.selector.as_ref(), ns);
                 let value = node.label(&c.key).unwrap_or_default().to_string();
                 *c.counts.entry(value).or_default() += matching;
             }
@@ -122,6 +118,144 @@ impl FilterPlugin for PodTopologySpread {
             }
         }
         Ok(())
+    }
+}
+
+/// Pods on `node` in namespace `ns`, not terminating, that `selector` selects.
+fn count_matching(node: &NodeInfo, selector: Option<&LabelSelector>, ns: &str) -> i64 {
+    let Some(sel) = selector else { return 0 };
+    let empty = BTreeMap::new();
+    node.pods
+        .values()
+        .filter(|p| p.pod.metadata.namespace.as_deref().unwrap_or("") == ns)
+        .filter(|p| p.pod.metadata.deletion_timestamp.is_none())
+        .filter(|p| selector_matches(sel, p.pod.metadata.labels.as_ref().unwrap_or(&empty)))
+        .count() as i64
+}
+
+const HOSTNAME: &str = "kubernetes.io/hostname";
+
+/// What scoring needs for one `ScheduleAnyway` constraint.
+struct SoftConstraint {
+    max_skew: i64,
+    key: String,
+    selector: Option<LabelSelector>,
+    /// Matching pods per domain value of `key`, only for domains of scored nodes (per-node
+    /// counts for the hostname key are taken at score time).
+    counts: HashMap<String, i64>,
+    /// `ln(domains + 2)`: spreads over more domains weigh counts more.
+    weight: f64,
+}
+
+struct PreScoreState {
+    constraints: Vec<SoftConstraint>,
+    ns: String,
+}
+
+/// A raw score meaning "node lacks a constraint's topology key": such nodes get 0.
+const IGNORED: i64 = -1;
+
+/// Scoring (`whenUnsatisfiable: ScheduleAnyway`): a node's raw score grows with the number
+/// of matching pods already in its domains (weighted by `ln(domains + 2)`, plus `maxSkew - 1`
+/// per constraint); normalisation inverts it so the emptiest domains score 100. Nodes lacking
+/// a topology key score 0.
+impl ScorePlugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn pre_score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], state: &mut CycleState) {
+        let spec = pod.pod.spec.as_ref();
+        let soft: Vec<&TopologySpreadConstraint> = spec
+            .and_then(|s| s.topology_spread_constraints.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.when_unsatisfiable == "ScheduleAnyway")
+            .collect();
+        if soft.is_empty() {
+            return;
+        }
+        let empty = BTreeMap::new();
+        let own_labels = pod.pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let has_all_keys = |n: &NodeInfo| soft.iter().all(|c| n.label(&c.topology_key).is_some());
+        let feasible: Vec<&NodeInfo> = match state.get(FEASIBLE_NODES).and_then(|b| b.downcast_ref::<FeasibleNodes>()) {
+            Some(f) => {
+                let names: HashSet<&str> = f.0.iter().map(String::as_str).collect();
+                all_nodes.iter().copied().filter(|n| names.contains(n.name())).collect()
+            }
+            None => all_nodes.to_vec(),
+        };
+        let scored: Vec<&NodeInfo> = feasible.into_iter().filter(|n| has_all_keys(n)).collect();
+        let mut constraints: Vec<SoftConstraint> = soft
+            .iter()
+            .map(|c| {
+                let mut counts = HashMap::new();
+                if c.topology_key != HOSTNAME {
+                    for n in &scored {
+                        counts.insert(n.label(&c.topology_key).unwrap_or_default().to_string(), 0);
+                    }
+                }
+                let domains = if c.topology_key == HOSTNAME { scored.len() } else { counts.len() };
+                SoftConstraint {
+                    max_skew: i64::from(c.max_skew),
+                    key: c.topology_key.clone(),
+                    selector: effective_selector(c, own_labels),
+                    counts,
+                    weight: ((domains + 2) as f64).ln(),
+                }
+            })
+            .collect();
+        let ns = pod.pod.metadata.namespace.as_deref().unwrap_or("").to_string();
+        let scratch = CycleState::new();
+        for node in all_nodes {
+            if !has_all_keys(node) {
+                continue;
+            }
+            for (c, spec) in constraints.iter_mut().zip(&soft) {
+                if c.key == HOSTNAME {
+                    continue;
+                }
+                let Some(slot) = c.counts.get_mut(node.label(&c.key).unwrap_or_default()) else { continue };
+                let honour_affinity = spec.node_affinity_policy.as_deref().unwrap_or("Honor") == "Honor";
+                let honour_taints = spec.node_taints_policy.as_deref().unwrap_or("Ignore") == "Honor";
+                if (honour_affinity && NodeAffinity.filter(&scratch, pod, node).is_err())
+                    || (honour_taints && TaintToleration.filter(&scratch, pod, node).is_err())
+                {
+                    continue;
+                }
+                *slot += count_matching(node, c.selector.as_ref(), &ns);
+            }
+        }
+        state.insert(NAME, Box::new(PreScoreState { constraints, ns }));
+    }
+
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(s) = state.get(NAME).and_then(|b| b.downcast_ref::<PreScoreState>()) else { return IGNORED };
+        let mut score = 0.0;
+        for c in &s.constraints {
+            let Some(value) = node.label(&c.key) else { return IGNORED };
+            let count = if c.key == HOSTNAME {
+                count_matching(node, c.selector.as_ref(), &s.ns)
+            } else {
+                c.counts.get(value).copied().unwrap_or(0)
+            };
+            score += count as f64 * c.weight + (c.max_skew - 1) as f64;
+        }
+        score.round() as i64
+    }
+
+    fn normalize(&self, scores: &mut [i64]) {
+        let kept = scores.iter().copied().filter(|s| *s != IGNORED);
+        let (min, max) = kept.fold((i64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        for s in scores.iter_mut() {
+            *s = if *s == IGNORED {
+                0
+            } else if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max + min - *s) / max
+            };
+        }
     }
 }
 
@@ -203,6 +337,62 @@ mod tests {
         ];
         for (name, incoming, (a, b), want) in cases {
             assert_eq!(run(&incoming, &cluster(a, b)), want, "{name}");
+        }
+    }
+
+    fn soft(max_skew: i32) -> Value {
+        json!({"topologySpreadConstraints": [{"maxSkew": max_skew, "topologyKey": "zone",
+            "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "web"}}}]})
+    }
+
+    fn scores(incoming: &PodInfo, nodes: &[NodeInfo]) -> Vec<i64> {
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        let mut state = CycleState::new();
+        ScorePlugin::pre_score(&PodTopologySpread, incoming, &refs, &mut state);
+        let mut s: Vec<i64> =
+            nodes.iter().map(|n| ScorePlugin::score(&PodTopologySpread, &state, incoming, n)).collect();
+        ScorePlugin::normalize(&PodTopologySpread, &mut s);
+        s
+    }
+
+    #[test]
+    fn score_table() {
+        // n1 zone a, n2 zone b, n3 no zone (always 0 with a constraint).
+        let cases = [
+            ("no soft constraint: nothing to say", pod("p", json!({})), (3, 0), vec![0, 0, 0]),
+            ("DoNotSchedule is not scored", pod("p", spread(1, json!({}))), (3, 0), vec![0, 0, 0]),
+            ("empty cluster: both zones 100", pod("p", soft(1)), (0, 0), vec![100, 100, 0]),
+            ("balanced: both zones 100", pod("p", soft(1)), (2, 2), vec![100, 100, 0]),
+            // ln(4) ≈ 1.386: zone a raw 4, zone b raw 0 → a = 100 * (4 + 0 - 4) / 4 = 0.
+            ("zone a ahead: zone b wins", pod("p", soft(1)), (3, 0), vec![0, 100, 0]),
+            // raw: a = round(1.386 + 1) = 2, b = round(2 * 1.386 + 1) = 4 → a = 100 * (4+2-2)/4.
+            ("larger maxSkew softens the gap", pod("p", soft(2)), (1, 2), vec![100, 50, 0]),
+        ];
+        for (name, incoming, (a, b), want) in cases {
+            assert_eq!(scores(&incoming, &cluster(a, b)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn schedule_anyway_places_the_next_pod_in_the_emptier_zone() {
+        use crate::algorithm::Framework;
+        use crate::cache::Cache;
+        use rand::SeedableRng;
+        let mut cache = Cache::new();
+        for (n, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")] {
+            cache.upsert_node(
+                serde_json::from_value(json!({"metadata": {"name": n, "labels": {"zone": zone}},
+                    "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}))
+                .unwrap(),
+            );
+        }
+        cache.assume(Arc::new(pod("w0", json!({}))), "a1");
+        cache.assume(Arc::new(pod("w1", json!({}))), "a2");
+        let f = Framework::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..10 {
+            let chosen = f.schedule(&pod("p", soft(1)), &cache, &mut rng).unwrap();
+            assert!(chosen.starts_with('b'), "{chosen}");
         }
     }
 }

@@ -296,18 +296,7 @@ impl SchedulingQueue {
             .filter(|(_, e)| e.rejected_by.is_empty() || e.rejected_by.iter().any(|p| event.may_help(p)))
             .map(|(k, _)| k.clone())
             .collect();
-        let mut woke = false;
-        for key in candidates {
-            let ready = inner.entries.get(&key).and_then(|e| self.backoff_ready(e));
-            match ready.filter(|t| *t > now) {
-                Some(t) => inner.move_to_backoff(&key, t),
-                None => woke |= inner.move_to_active(&key),
-            }
-        }
-        drop(inner);
-        if woke {
-            self.notify.notify_one();
-        }
+        self.release(inner, candidates, now);
     }
 
     /// Moves pods whose backoff has ended to the active queue.
@@ -328,7 +317,7 @@ impl SchedulingQueue {
 
     /// Retries pods parked as unschedulable for longer than the configured stay.
     pub fn flush_unschedulable_leftover(&self, now: Instant) {
-        let mut inner = self.inner.lock();
+        let inner = self.inner.lock();
         let stale: Vec<String> = inner
             .entries
             .iter()
@@ -337,8 +326,14 @@ impl SchedulingQueue {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        self.release(inner, stale, now);
+    }
+
+    /// Sends parked pods back: to the backoff queue while their backoff lasts, else to the
+    /// active queue, waking the scheduler when one became active.
+    fn release(&self, mut inner: parking_lot::MutexGuard<'_, Inner>, keys: Vec<String>, now: Instant) {
         let mut woke = false;
-        for key in stale {
+        for key in keys {
             let ready = inner.entries.get(&key).and_then(|e| self.backoff_ready(e));
             match ready.filter(|t| *t > now) {
                 Some(t) => inner.move_to_backoff(&key, t),

@@ -2,7 +2,8 @@
 //! storage, admission registration, scheduling, node, flow control and API registration.
 
 use super::format::{
-    age, at, format_selector, human_duration, int, int_opt, list, scalar_text, selector, text, text_or, with_more,
+    age, at, format_selector, human_duration, int, int_opt, list, load_balancer_points, name, scalar_text, selector,
+    text, text_or, with_more,
 };
 use super::{AGE, Column, NAME, Printer, Row};
 use chrono::{DateTime, Utc};
@@ -37,10 +38,6 @@ pub fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
         ("apiregistration.k8s.io", "APIService") => &API_SERVICE,
         _ => return None,
     })
-}
-
-fn name(obj: &Value) -> Value {
-    json!(text(obj, "/metadata/name"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -80,22 +77,13 @@ pub static INGRESS: Printer = Printer {
         } else {
             hosts.join(",")
         };
-        let mut addresses: Vec<&str> = list(ing, "/status/loadBalancer/ingress")
-            .iter()
-            .filter_map(|i| match (text(i, "/ip"), text(i, "/hostname")) {
-                ("", "") => None,
-                ("", host) => Some(host),
-                (ip, _) => Some(ip),
-            })
-            .collect();
-        addresses.sort_unstable();
-        addresses.dedup();
+        let addresses = load_balancer_points(list(ing, "/status/loadBalancer/ingress"));
         let ports = if list(ing, "/spec/tls").is_empty() { "80" } else { "80, 443" };
         Row::cells(vec![
             name(ing),
             json!(at(ing, "/spec/ingressClassName").as_str().unwrap_or("<none>")),
             json!(hosts_text),
-            json!(addresses.join(",")),
+            json!(addresses),
             json!(ports),
             json!(age(ing, now)),
         ])

@@ -2,7 +2,8 @@
 //! events.
 
 use super::format::{
-    access_modes, age, at, containers, count, int, int_opt, labels, list, map, scalar_text, since, text, text_or, time,
+    access_modes, age, at, containers, count, int, labels, list, load_balancer_points, map, name, scalar_text, since,
+    text, text_or, time,
 };
 use super::{AGE, CONTAINERS, Column, IMAGES, NAME, Printer, Row};
 use chrono::{DateTime, Utc};
@@ -35,10 +36,6 @@ pub fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
         "ComponentStatus" => &COMPONENT_STATUS,
         _ => return None,
     })
-}
-
-fn name(obj: &Value) -> Value {
-    json!(text(obj, "/metadata/name"))
 }
 
 fn none_if_empty(s: &str) -> String {
@@ -251,19 +248,7 @@ pub static REPLICATION_CONTROLLER: Printer = Printer {
         IMAGES,
         Column::wide("Selector", "string", "Labels that select the controller's pods."),
     ],
-    row: |rc, now| {
-        let (names, images) = containers(list(rc, "/spec/template/spec/containers"));
-        Row::cells(vec![
-            name(rc),
-            json!(int_opt(rc, "/spec/replicas").unwrap_or(1)),
-            json!(int(rc, "/status/replicas")),
-            json!(int(rc, "/status/readyReplicas")),
-            json!(age(rc, now)),
-            json!(names),
-            json!(images),
-            json!(labels(map(rc, "/spec/selector"))),
-        ])
-    },
+    row: |rc, now| super::workloads::replicas_row(rc, now, labels(map(rc, "/spec/selector"))),
 };
 
 // ---------------------------------------------------------------------------------------
@@ -284,22 +269,6 @@ pub static SERVICE: Printer = Printer {
     row: service,
 };
 
-/// Load balancer ingress points (IPs, else hostnames), sorted and de-duplicated. The server
-/// always prints wide, so nothing is shortened.
-fn load_balancer_text(status: &Value) -> String {
-    let mut points: Vec<&str> = list(status, "/ingress")
-        .iter()
-        .filter_map(|i| match (text(i, "/ip"), text(i, "/hostname")) {
-            ("", "") => None,
-            ("", host) => Some(host),
-            (ip, _) => Some(ip),
-        })
-        .collect();
-    points.sort_unstable();
-    points.dedup();
-    points.join(",")
-}
-
 fn service(s: &Value, now: DateTime<Utc>) -> Row {
     let kind = text(s, "/spec/type");
     let cluster_ip = list(s, "/spec/clusterIPs").first().and_then(Value::as_str).unwrap_or("<none>");
@@ -308,7 +277,7 @@ fn service(s: &Value, now: DateTime<Utc>) -> Row {
         "ClusterIP" | "NodePort" if !external.is_empty() => external.join(","),
         "ClusterIP" | "NodePort" => "<none>".to_string(),
         "LoadBalancer" => {
-            let lb = load_balancer_text(at(s, "/status/loadBalancer"));
+            let lb = load_balancer_points(list(s, "/status/loadBalancer/ingress"));
             let mut all: Vec<&str> = lb.split(',').filter(|x| !x.is_empty()).collect();
             all.extend(&external);
             if all.is_empty() { "<pending>".to_string() } else { all.join(",") }

@@ -226,6 +226,27 @@ pub fn access_modes(modes: &[Value]) -> String {
         .join(",")
 }
 
+/// The name cell of a row.
+pub fn name(obj: &Value) -> Value {
+    Value::String(text(obj, "/metadata/name").to_string())
+}
+
+/// Load balancer ingress points (IPs, else hostnames), sorted, de-duplicated and comma-joined.
+/// The server always prints wide, so nothing is shortened.
+pub fn load_balancer_points(ingress: &[Value]) -> String {
+    let mut points: Vec<&str> = ingress
+        .iter()
+        .filter_map(|i| match (text(i, "/ip"), text(i, "/hostname")) {
+            ("", "") => None,
+            ("", host) => Some(host),
+            (ip, _) => Some(ip),
+        })
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    points.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

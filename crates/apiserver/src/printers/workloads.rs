@@ -2,8 +2,8 @@
 //! controller revisions, jobs, cron jobs, horizontal pod autoscalers, disruption budgets.
 
 use super::format::{
-    age, at, bool_text, containers, format_selector, human_duration, int, int_opt, labels, list, map, scalar_text,
-    selector, since, text, time,
+    age, at, bool_text, containers, format_selector, human_duration, int, int_opt, labels, list, map, name,
+    scalar_text, selector, since, text, time,
 };
 use super::{AGE, CONTAINERS, Column, IMAGES, NAME, Printer, Row};
 use chrono::{DateTime, Utc};
@@ -23,10 +23,6 @@ pub fn printer(group: &str, kind: &str) -> Option<&'static Printer> {
         ("policy", "PodDisruptionBudget") => &POD_DISRUPTION_BUDGET,
         _ => return None,
     })
-}
-
-fn name(obj: &Value) -> Value {
-    json!(text(obj, "/metadata/name"))
 }
 
 const SELECTOR: Column = Column::wide("Selector", "string", "Label selector of the pods the controller manages.");
@@ -71,20 +67,24 @@ pub static REPLICA_SET: Printer = Printer {
         IMAGES,
         SELECTOR,
     ],
-    row: |rs, now| {
-        let (names, images) = containers(list(rs, "/spec/template/spec/containers"));
-        Row::cells(vec![
-            name(rs),
-            json!(int_opt(rs, "/spec/replicas").unwrap_or(1)),
-            json!(int(rs, "/status/replicas")),
-            json!(int(rs, "/status/readyReplicas")),
-            json!(age(rs, now)),
-            json!(names),
-            json!(images),
-            json!(format_selector(at(rs, "/spec/selector"))),
-        ])
-    },
+    row: |rs, now| replicas_row(rs, now, format_selector(at(rs, "/spec/selector"))),
 };
+
+/// The row of a replica set or replication controller (they differ only in how the selector
+/// is written).
+pub(super) fn replicas_row(obj: &Value, now: DateTime<Utc>, selector: String) -> Row {
+    let (names, images) = containers(list(obj, "/spec/template/spec/containers"));
+    Row::cells(vec![
+        name(obj),
+        json!(int_opt(obj, "/spec/replicas").unwrap_or(1)),
+        json!(int(obj, "/status/replicas")),
+        json!(int(obj, "/status/readyReplicas")),
+        json!(age(obj, now)),
+        json!(names),
+        json!(images),
+        json!(selector),
+    ])
+}
 
 /// StatefulSet columns.
 pub static STATEFUL_SET: Printer = Printer {

@@ -157,6 +157,7 @@ pub async fn start(config: Config) -> Result<Running> {
         shutdown: shutdown_rx.clone(),
         ready: Default::default(),
         advertise: advertise.clone(),
+        kubelet_tls: Some(handlers::proxy::kubelet_tls(&pki)?),
     });
     let handler: serve::Handler = {
         let api = api.clone();

@@ -4,6 +4,10 @@
 //! token and the service-account signing key (`tls/service-account.key`, ECDSA P-256 in
 //! PKCS#8 PEM) are made; later starts reuse them. The serving certificate is made anew at every
 //! start from the same CA, so its names always match the current bind address and hostname.
+//!
+//! For the way to the kubelets there is a client certificate the API server presents to them
+//! (`tls/kubelet-client.crt`, CN `kube-apiserver-kubelet-client`, O `system:masters`), and
+//! [`kubelet_serving_cert`] signs a kubelet's serving certificate with the cluster CA.
 
 use anyhow::{Context, Result};
 use rcgen::{
@@ -32,6 +36,105 @@ pub struct Pki {
     pub token_file: PathBuf,
     /// The key that signs service-account tokens, PKCS#8 DER.
     pub service_account_key: Vec<u8>,
+    /// The client certificate the API server presents to kubelets.
+    pub kubelet_client_cert_pem: String,
+    /// Its key.
+    pub kubelet_client_key_pem: String,
+}
+
+/// The CN of the API server's client certificate towards kubelets.
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
+
+/// A client certificate signed by the CA, kept across starts at `<dir>/<name>.crt/.key`.
+fn ensure_client_cert(
+    dir: &Path,
+    name: &str,
+    cn: &str,
+    org: &str,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(String, String)> {
+    let crt = dir.join(format!("{name}.crt"));
+    let key_path = dir.join(format!("{name}.key"));
+    if !crt.exists() || !key_path.exists() {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        dn.push(DnType::OrganizationName, org);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut params, 1);
+        let cert = params.signed_by(&key, issuer).with_context(|| format!("cannot sign the {name} certificate"))?;
+        write_private(&key_path, &key.serialize_pem())?;
+        fs::write(&crt, cert.pem()).with_context(|| format!("cannot write {}", crt.display()))?;
+    }
+    Ok((
+        fs::read_to_string(&crt).with_context(|| format!("cannot read {}", crt.display()))?,
+        fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?,
+    ))
+}
+
+/// The cluster CA of a data dir, ready to sign.
+fn load_issuer(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>)> {
+    let ca_crt = dir.join("ca.crt");
+    let ca_key = dir.join("ca.key");
+    let ca_cert_pem = fs::read_to_string(&ca_crt).with_context(|| format!("cannot read {}", ca_crt.display()))?;
+    let ca_key_pem = fs::read_to_string(&ca_key).with_context(|| format!("cannot read {}", ca_key.display()))?;
+    let ca_keypair = KeyPair::from_pem(&ca_key_pem).context("the CA key is not a valid PEM private key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_keypair).context("the CA certificate cannot be read")?;
+    Ok((ca_cert_pem, issuer))
+}
+
+/// The SAN entries for a list of names: IP addresses as such, the rest as DNS names.
+fn sans(names: &[String]) -> Result<Vec<SanType>> {
+    let mut out = Vec::new();
+    for n in names.iter().filter(|n| !n.is_empty()) {
+        out.push(match n.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(
+                n.clone().try_into().with_context(|| format!("{n:?} is neither an IP address nor a DNS name"))?,
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// A kubelet's serving certificate, signed by the cluster CA.
+#[derive(Clone, Debug)]
+pub struct KubeletServing {
+    /// The certificate followed by the CA certificate.
+    pub cert_pem: String,
+    /// Its key.
+    pub key_pem: String,
+    /// The cluster CA certificate: the kubelet's clients (the API server) are signed by it.
+    pub ca_pem: String,
+}
+
+/// Issues a serving certificate for the kubelet of `node_name`, covering `hosts` (DNS names
+/// and IP addresses; the node name is always included), signed by the CA of `data_dir`
+/// (which [`ensure`] must have made). Its subject is upstream's `system:node:<name>` in
+/// `system:nodes`; it is made anew at every call and never written to disk.
+pub fn kubelet_serving_cert(data_dir: &Path, node_name: &str, hosts: &[String]) -> Result<KubeletServing> {
+    let (ca_pem, issuer) = load_issuer(&data_dir.join("tls"))?;
+    let mut names = vec![node_name.to_string()];
+    for h in hosts {
+        if !names.contains(h) {
+            names.push(h.clone());
+        }
+    }
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.subject_alt_names = sans(&names)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("system:node:{node_name}"));
+    dn.push(DnType::OrganizationName, "system:nodes");
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, 1);
+    let cert = params.signed_by(&key, &issuer).context("cannot sign the kubelet serving certificate")?;
+    Ok(KubeletServing { cert_pem: format!("{}{}", cert.pem(), ca_pem), key_pem: key.serialize_pem(), ca_pem })
 }
 
 fn validity(params: &mut CertificateParams, years: i32) {
@@ -88,10 +191,7 @@ pub fn ensure(data_dir: &Path, hosts: &[String]) -> Result<Pki> {
         write_private(&ca_key, &key.serialize_pem())?;
         fs::write(&ca_crt, cert.pem()).with_context(|| format!("cannot write {}", ca_crt.display()))?;
     }
-    let ca_cert_pem = fs::read_to_string(&ca_crt).with_context(|| format!("cannot read {}", ca_crt.display()))?;
-    let ca_key_pem = fs::read_to_string(&ca_key).with_context(|| format!("cannot read {}", ca_key.display()))?;
-    let ca_keypair = KeyPair::from_pem(&ca_key_pem).context("the CA key is not a valid PEM private key")?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_keypair).context("the CA certificate cannot be read")?;
+    let (ca_cert_pem, issuer) = load_issuer(&dir)?;
 
     // Serving certificate, made anew each start.
     let mut names: Vec<String> = vec![
@@ -151,6 +251,9 @@ pub fn ensure(data_dir: &Path, hosts: &[String]) -> Result<Pki> {
         fs::write(&admin_crt, cert.pem())?;
     }
 
+    let (kubelet_client_cert_pem, kubelet_client_key_pem) =
+        ensure_client_cert(&dir, "kubelet-client", KUBELET_CLIENT_CN, "system:masters", &issuer)?;
+
     // Static token file: `token,user,uid,"group1,group2"` per line, as upstream's.
     let token_file = data_dir.join("token");
     if !token_file.exists() {
@@ -171,6 +274,8 @@ pub fn ensure(data_dir: &Path, hosts: &[String]) -> Result<Pki> {
         admin_token,
         token_file,
         service_account_key,
+        kubelet_client_cert_pem,
+        kubelet_client_key_pem,
     })
 }
 
@@ -204,4 +309,58 @@ pub fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<()> {
     write_private(&tmp, &text)?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pem: &str) -> (String, Vec<String>, String, Vec<String>) {
+        let der = rustls_pemfile::certs(&mut pem.as_bytes()).next().unwrap().unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_string();
+        let orgs = cert.subject().iter_organization().map(|o| o.as_str().unwrap().to_string()).collect();
+        let issuer = cert.issuer().iter_common_name().next().unwrap().as_str().unwrap().to_string();
+        let sans = cert
+            .subject_alternative_name()
+            .unwrap()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                        x509_parser::extensions::GeneralName::IPAddress(ip) => {
+                            format!("{:?}", ip)
+                        }
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (cn, orgs, issuer, sans)
+    }
+
+    #[test]
+    fn makes_kubelet_client_and_serving_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ensure(dir.path(), &[]).unwrap();
+        let (cn, orgs, issuer, _) = parse(&pki.kubelet_client_cert_pem);
+        assert_eq!((cn.as_str(), orgs), (KUBELET_CLIENT_CN, vec!["system:masters".to_string()]));
+        assert!(issuer.starts_with("rudder-ca@"));
+        assert!(dir.path().join("tls/kubelet-client.key").exists());
+        // Kept across starts.
+        assert_eq!(ensure(dir.path(), &[]).unwrap().kubelet_client_cert_pem, pki.kubelet_client_cert_pem);
+
+        let serving = kubelet_serving_cert(dir.path(), "node-1", &["127.0.0.1".into(), "node-1.local".into()]).unwrap();
+        assert_eq!(serving.ca_pem, pki.ca_cert_pem);
+        assert!(serving.cert_pem.ends_with(&pki.ca_cert_pem));
+        let (cn, orgs, issuer, sans) = parse(&serving.cert_pem);
+        assert_eq!((cn.as_str(), orgs), ("system:node:node-1", vec!["system:nodes".to_string()]));
+        assert!(issuer.starts_with("rudder-ca@"));
+        assert_eq!(sans, vec!["node-1".to_string(), "[127, 0, 0, 1]".to_string(), "node-1.local".to_string()]);
+        assert!(KeyPair::from_pem(&serving.key_pem).is_ok());
+        assert!(kubelet_serving_cert(dir.path(), "n", &["bäd".into()]).is_err());
+        assert!(kubelet_serving_cert(&dir.path().join("missing"), "n", &[]).is_err());
+    }
 }

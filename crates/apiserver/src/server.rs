@@ -37,6 +37,9 @@ pub struct ApiServer {
     pub ready: AtomicBool,
     /// `host:port` clients should use, for discovery's `serverAddressByClientCIDRs`.
     pub advertise: String,
+    /// TLS towards kubelets (client certificate, cluster CA), for logs, exec, attach and
+    /// port-forward.
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A request after routing and authentication.
@@ -51,6 +54,10 @@ pub struct Ctx {
     pub body: Option<hyper::body::Incoming>,
     /// Warnings for the client, sent as `Warning` headers with the response.
     pub warnings: Vec<String>,
+    /// The raw query string (for options the generic [`Query`] does not read).
+    pub raw_query: Option<String>,
+    /// The connection's upgrade, for requests that switch protocols (exec, attach, port-forward).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Ctx {
@@ -234,7 +241,7 @@ impl ApiServer {
     /// in `body` for [`drain`].
     async fn serve_request(
         &self,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         body: &mut Option<hyper::body::Incoming>,
         conn: &ConnInfo,
     ) -> ApiResult<Response<Body>> {
@@ -265,7 +272,10 @@ impl ApiServer {
             Ok(_) => Err(ApiError::method_not_allowed()),
             Err(e) => Err(e),
         };
-        let mut ctx = Ctx { query, user, headers: parts.headers, body: body.take(), warnings: Vec::new() };
+        let raw_query = parts.uri.query().map(str::to_string);
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let mut ctx =
+            Ctx { query, user, headers: parts.headers, body: body.take(), warnings: Vec::new(), raw_query, upgrade };
         let result = match route {
             Route::Health(_) | Route::Version => unreachable!("answered before authentication"),
             Route::LegacyRoot | Route::GroupsRoot if !read_only => Err(ApiError::method_not_allowed()),

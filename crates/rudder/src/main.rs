@@ -17,8 +17,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the control plane: the Kubernetes API over durable storage.
+    /// Runs the control plane (the Kubernetes API over durable storage, scheduler, controller
+    /// manager) and, unless --disable-agent, a node agent running pods in real containers.
     Server(ServerArgs),
+    /// Images on this node: build the project's own busybox and pause images, import tarballs.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Loads an OCI-layout or docker-archive tarball into the node's containerd (offline).
+    Import {
+        /// The tarball(s) to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Data dir of the server whose node gets the images [default: as for `server`].
+        #[arg(long, env = "RUDDER_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// CRI/containerd socket to import into instead of the node's managed containerd.
+        #[arg(long)]
+        address: Option<PathBuf>,
+    },
+    /// Writes an image built from this machine's busybox-static as an OCI-layout tarball:
+    /// `busybox` (docker.io/library/busybox:latest) or `pause` (the sandbox image).
+    Build {
+        /// `busybox` or `pause`.
+        which: String,
+        /// Where to write the tarball.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -58,6 +87,25 @@ struct ServerArgs {
     /// Unknown and tainted unreachable (upstream's --node-monitor-grace-period, 50 s since 1.32).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     node_monitor_grace_period_seconds: u64,
+    /// Name of this machine's node [default: the hostname].
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Address of this machine's node (InternalIP) [default: the address of the default route's
+    /// interface].
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Pod CIDR of this machine's node.
+    #[arg(long, default_value = "10.42.0.0/24")]
+    pod_cidr: String,
+    /// Port of the node agent's HTTPS API (logs, exec, port-forward); 0 picks a free port.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// CRI socket of a container runtime to use instead of the containerd Rudder manages.
+    #[arg(long)]
+    container_runtime_endpoint: Option<PathBuf>,
+    /// Cgroup (cgroupfs path) under which pods' cgroups are created.
+    #[arg(long, default_value = "/kubepods")]
+    cgroup_root: String,
 }
 
 /// A client of this server for its own components, authenticated with the admin kubeconfig.
@@ -79,7 +127,7 @@ async fn start_components(
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
-    if args.disable_scheduler && args.disable_controller_manager && args.simulate_nodes == 0 {
+    if args.disable_scheduler && args.disable_controller_manager && args.simulate_nodes == 0 && args.disable_agent {
         return Ok(tasks);
     }
     let client = local_client(kubeconfig).await?;
@@ -114,7 +162,73 @@ async fn start_components(
         };
         tasks.push(tokio::spawn(async move { report("simulated nodes")(rudder_nodesim::run(c, options, s).await) }));
     }
+    if !args.disable_agent {
+        let data_dir = kubeconfig.parent().map(PathBuf::from).unwrap_or_default();
+        let options = agent_options(args, &data_dir)?;
+        let (c, s) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move { report("node agent")(rudder_kubelet::agent::run(c, options, s).await) }));
+    }
     Ok(tasks)
+}
+
+/// The node agent of `rudder server` for this machine.
+fn agent_options(args: &ServerArgs, data_dir: &std::path::Path) -> Result<rudder_kubelet::agent::Options> {
+    let name = args.node_name.clone().unwrap_or_else(rudder_kubelet::node::hostname);
+    let ip = args
+        .node_ip
+        .or_else(rudder_kubelet::node::default_ip)
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let mut options = rudder_kubelet::agent::Options::new(name.clone(), ip, data_dir.join("agent"));
+    options.pod_cidr = args.pod_cidr.parse().context("--pod-cidr")?;
+    options.listen = std::net::SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), args.kubelet_port);
+    options.runtime_endpoint = args.container_runtime_endpoint.clone();
+    options.cgroup_root = args.cgroup_root.clone();
+    let hosts = vec!["localhost".to_string(), ip.to_string(), "127.0.0.1".to_string()];
+    let serving = rudder_apiserver::pki::kubelet_serving_cert(data_dir, &name, &hosts)
+        .context("cannot issue the node agent's serving certificate")?;
+    options.server_tls = Some(rudder_kubelet::server::ServerTls {
+        cert_pem: serving.cert_pem,
+        key_pem: serving.key_pem,
+        client_ca_pem: serving.ca_pem,
+    });
+    Ok(options)
+}
+
+/// `rudder image ...`
+async fn image(command: ImageCommand) -> Result<()> {
+    match command {
+        ImageCommand::Build { which, output } => {
+            let bytes = match which.as_str() {
+                "busybox" => rudder_kubelet::image::busybox_image()?,
+                "pause" => rudder_kubelet::image::pause_image()?,
+                other => anyhow::bail!("unknown image {other:?}: choose busybox or pause"),
+            };
+            std::fs::write(&output, bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            println!("wrote {}", output.display());
+            Ok(())
+        }
+        ImageCommand::Import { files, data_dir, address } => {
+            let socket = address.unwrap_or_else(|| {
+                data_dir.unwrap_or_else(default_data_dir).join("agent").join("containerd").join("containerd.sock")
+            });
+            if !socket.exists() {
+                anyhow::bail!(
+                    "no containerd socket at {}: start `rudder server` first (its node agent runs containerd), \
+                     or pass --address with a containerd socket",
+                    socket.display()
+                );
+            }
+            for file in files {
+                let names = rudder_kubelet::image::import(&socket, "k8s.io", &file)
+                    .await
+                    .with_context(|| format!("cannot import {}", file.display()))?;
+                for n in names {
+                    println!("imported {n}");
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -161,7 +275,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     if args.simulate_nodes > 0 {
         println!("  nodes:      {} simulated", args.simulate_nodes);
     } else if !args.disable_agent {
-        println!("  note:       no node agent yet on this machine; the server runs the control plane only");
+        println!("  node agent: starting (containerd, pods); see `kubectl get nodes`");
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let components = start_components(&args, &running.kubeconfig, &stopped).await?;
@@ -186,5 +300,6 @@ fn main() -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Image(command) => runtime.block_on(image(command)),
     }
 }

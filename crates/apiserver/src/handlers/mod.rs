@@ -2,7 +2,8 @@
 //!
 //! `handle` checks that the verb is served for the resource (or subresource) and hands the
 //! request to the verb's handler. Subresources with their own shape (`scale`, `binding`,
-//! `eviction`, `token`) have their own files.
+//! `eviction`, `token`) have their own files; `proxy` relays `log`, `exec`, `attach` and
+//! `portforward` of pods to the kubelet of the pod's node.
 
 pub mod binding;
 pub mod create;
@@ -12,6 +13,7 @@ pub mod eviction;
 pub mod get;
 pub mod list;
 pub mod patch;
+pub mod proxy;
 pub mod review;
 pub mod scale;
 pub mod token;
@@ -68,14 +70,17 @@ pub async fn handle(srv: &ApiServer, req: ResourceRequest, ctx: &mut Ctx) -> Api
             Verb::Create => eviction::evict(srv, &req, ctx).await,
             _ => Err(ApiError::method_not_allowed()),
         },
-        Some("log" | "exec" | "attach" | "portforward" | "proxy") if res.plural == "pods" => {
+        Some(sub @ ("log" | "exec" | "attach" | "portforward")) if res.plural == "pods" => {
+            proxy::handle(srv, &req, ctx, sub).await
+        }
+        Some("proxy") if res.plural == "pods" => {
             let pod = get::load(srv, &req).await?;
             let node = pod.pointer("/spec/nodeName").and_then(|v| v.as_str()).unwrap_or("");
             let name = req.name.as_deref().unwrap_or_default();
             if node.is_empty() {
                 Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")))
             } else {
-                Err(ApiError::unavailable(format!("no node agent is serving node {node:?} for pod {name}")))
+                Err(ApiError::unavailable(format!("proxying to pod {name} is not supported yet")))
             }
         }
         Some(_) => Err(ApiError::method_not_allowed()),

@@ -28,13 +28,25 @@ impl TestServer {
         Self::start_in(dir, &["--disable-controller-manager"]).await
     }
 
-    /// Starts a server on `dir` (which may hold an earlier server's state).
+    /// Starts a server on `dir` (which may hold an earlier server's state), without a node agent.
     pub async fn start_in(dir: std::sync::Arc<tempfile::TempDir>, extra: &[&str]) -> TestServer {
+        let mut args = vec!["--disable-agent"];
+        args.extend_from_slice(extra);
+        Self::spawn(dir, &args).await
+    }
+
+    /// Starts a server with its node agent (real containers): only for tests behind
+    /// [`containers_enabled`].
+    pub async fn start_with_agent(dir: std::sync::Arc<tempfile::TempDir>, extra: &[&str]) -> TestServer {
+        Self::spawn(dir, extra).await
+    }
+
+    async fn spawn(dir: std::sync::Arc<tempfile::TempDir>, extra: &[&str]) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rudder"));
         cmd.arg("server")
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--https-port", "0", "--disable-agent"])
+            .args(["--https-port", "0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -99,6 +111,12 @@ impl TestServer {
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Whether the tests that run real containers (root, containerd, runc, CNI plugins) are on:
+/// `RUDDER_E2E_CONTAINERS=1`, which CI sets after installing them.
+pub fn containers_enabled() -> bool {
+    std::env::var("RUDDER_E2E_CONTAINERS").is_ok_and(|v| v == "1")
 }
 
 /// Sends a raw request with the admin client and returns status and body.

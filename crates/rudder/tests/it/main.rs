@@ -4,6 +4,7 @@
 mod api;
 mod clients;
 mod common;
+mod containers;
 mod controllers;
 mod discovery;
 mod flow;

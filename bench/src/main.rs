@@ -1,13 +1,15 @@
 //! `rudder-bench`: measures `rudder server` side by side with etcd 3.4 in one run and reports
 //! ratios. Scenarios: durable creates at several concurrencies, LIST of many pods, watch
 //! fan-out latency, and cold start with idle memory; then, on simulated nodes, scheduler
-//! throughput, Deployment rollout latency and the cost of many heartbeating nodes. See
+//! throughput, Deployment rollout latency and the cost of many heartbeating nodes; and, with
+//! the node agent, pods in real containers (start latency, memory, cold start). See
 //! BENCHMARKS.md at the repo root.
 
 mod control;
 mod creates;
 mod list;
 mod net;
+mod pods;
 mod procs;
 mod report;
 mod servers;
@@ -98,6 +100,15 @@ pub struct Cli {
     /// Seconds the nodes scenario measures CPU for, once all nodes are Ready.
     #[arg(long, global = true, default_value_t = 60.0)]
     nodes_seconds: f64,
+    /// Pods created at once in each start-latency batch of the pods scenario.
+    #[arg(long, global = true, default_value_t = 50)]
+    node_pods: usize,
+    /// Pods running while the pods scenario reads the node's memory.
+    #[arg(long, global = true, default_value_t = 10)]
+    mem_pods: usize,
+    /// Restarts (images present) the pods scenario measures to the first pod Running.
+    #[arg(long, global = true, default_value_t = 3)]
+    node_starts: usize,
 }
 
 #[derive(Subcommand, Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +131,8 @@ enum What {
     Rollout,
     /// Scenario 7: server CPU and memory with many simulated nodes heartbeating.
     Nodes,
+    /// Scenario 8: pods in real containers through the node agent (root, containerd, runc, CNI).
+    Pods,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +184,7 @@ pub struct Results {
     pub sched: Option<control::SchedOutcome>,
     pub rollout: Option<control::RolloutOutcome>,
     pub nodes: Option<control::NodesOutcome>,
+    pub pods: Option<pods::Outcome>,
     pub failures: Vec<String>,
     /// Wall time of the whole run, and the cores' worth of CPU that other processes used meanwhile.
     pub run_secs: f64,
@@ -342,14 +356,18 @@ async fn run(cli: Cli) -> Result<bool> {
         &rudder_bin,
         "build it with `cargo build --release -p rudder-bench -p rudder` (or pass --rudder)",
     )?;
-    let etcd_bin = match &cli.etcd {
-        Some(p) => p.clone(),
-        None => procs::which("etcd")
+    // The pods scenario alone has no etcd side.
+    let etcd_bin = match (&cli.etcd, cli.what) {
+        (Some(p), _) => p.clone(),
+        (None, What::Pods) => procs::which("etcd").unwrap_or_else(|| PathBuf::from("etcd")),
+        (None, _) => procs::which("etcd")
             .context("etcd not found on PATH; install Debian's etcd-server (bench/run does) or pass --etcd")?,
     };
-    procs::require_file(&etcd_bin, "pass --etcd")?;
+    if cli.what != What::Pods {
+        procs::require_file(&etcd_bin, "pass --etcd")?;
+    }
     let etcd_version = procs::version_of(&etcd_bin);
-    if !etcd_version.contains("3.4") {
+    if cli.what != What::Pods && !etcd_version.contains("3.4") {
         eprintln!("warning: the reference is meant to be etcd 3.4; found {etcd_version:?}");
     }
 
@@ -429,6 +447,21 @@ async fn run(cli: Cli) -> Result<bool> {
             Err(_) => out.failures.push("nodes: timed out".into()),
         }
     }
+    if all || what == What::Pods {
+        quiet(&cli).await;
+        let params = pods::Params { pods: cli.node_pods, mem_pods: cli.mem_pods, starts: cli.node_starts };
+        // The scenario bounds its own parts and always cleans up after them.
+        match pods::run(&rudder_bin, params).await {
+            Ok(Some(o)) => {
+                out.failures.extend(o.errors.iter().map(|e| format!("pods: {e}")));
+                out.pods = Some(o);
+            }
+            // Skipped on a machine without root or containerd: a failure only when asked for.
+            Ok(None) if what == What::Pods => out.failures.push("pods: skipped (see above)".into()),
+            Ok(None) => {}
+            Err(e) => out.failures.push(format!("pods: {e:#}")),
+        }
+    }
 
     out.run_secs = run_start.elapsed().as_secs_f64();
     let ours = procs::own_and_reaped_children_cpu_time().saturating_sub(own_start);
@@ -463,6 +496,7 @@ fn main() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
+        pods::emergency_cleanup();
         procs::cleanup_all();
         std::process::exit(101);
     }));
@@ -480,6 +514,7 @@ fn main() {
                 _ = int.recv() => {},
             }
             eprintln!("interrupted: stopping the servers and removing temporary files");
+            pods::emergency_cleanup();
             procs::cleanup_all();
             std::process::exit(130);
         });

@@ -135,16 +135,16 @@ fn command_line() -> String {
 }
 
 /// A table rendered both as aligned text and as Markdown.
-struct Table {
+pub(crate) struct Table {
     head: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(head: &[&str]) -> Table {
+    pub(crate) fn new(head: &[&str]) -> Table {
         Table { head: head.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
     }
-    fn row(&mut self, r: Vec<String>) {
+    pub(crate) fn row(&mut self, r: Vec<String>) {
         self.rows.push(r);
     }
     fn text(&self) -> String {
@@ -258,14 +258,15 @@ fn rate_cell(a: &Agg) -> String {
     if a.rounds > 1 { format!("{:.0} ({:.0}–{:.0})", a.rate, a.min, a.max) } else { f0(a.rate) }
 }
 
-fn pass(ok: bool) -> &'static str {
+pub(crate) fn pass(ok: bool) -> &'static str {
     if ok { "met" } else { "**MISSED**" }
 }
 
-struct Section {
-    title: String,
-    note: String,
-    tables: Vec<Table>,
+/// A titled part of the report: tables, then a note.
+pub(crate) struct Section {
+    pub(crate) title: String,
+    pub(crate) note: String,
+    pub(crate) tables: Vec<Table>,
 }
 
 fn sections(cli: &Cli, r: &Results) -> Vec<Section> {
@@ -642,7 +643,7 @@ fn ms0(d: Duration) -> String {
     format!("{:.0}", ms(d))
 }
 
-/// Scenarios 5–7, each with the marker key of its own block in BENCHMARKS.md.
+/// Scenarios 5–8, each with the marker key of its own block in BENCHMARKS.md.
 fn control_sections(r: &Results) -> Vec<(&'static str, crate::control::RunInfo, Section)> {
     let mut out = Vec::new();
     if let Some(o) = &r.sched {
@@ -819,6 +820,9 @@ fn control_sections(r: &Results) -> Vec<(&'static str, crate::control::RunInfo, 
             Section { title: "7. Many simulated nodes heartbeating".into(), note, tables: vec![t, d] },
         ));
     }
+    if let Some(o) = &r.pods {
+        out.push(crate::pods::section(o));
+    }
     out
 }
 
@@ -851,7 +855,7 @@ pub fn control_markdown(f: &Facts, r: &Results) -> Vec<(&'static str, String)> {
 }
 
 /// Puts `section` between the markers of block `key` in `path`; when the file has no such
-/// markers, the block goes after the last block of scenarios 5–7 or after the main results.
+/// markers, the block goes after the last block of scenarios 5–8 or after the main results.
 pub fn write_block(path: &Path, key: &str, section: &str) -> Result<()> {
     let existing = std::fs::read_to_string(path).unwrap_or_default();
     let begin = format!("<!-- rudder-bench {key}: begin (written by `rudder-bench {key}` or `all`) -->");
@@ -860,7 +864,7 @@ pub fn write_block(path: &Path, key: &str, section: &str) -> Result<()> {
     let new = match (existing.find(&begin), existing.find(&end)) {
         (Some(b), Some(e)) if e > b => format!("{}{}{}", &existing[..b], block, &existing[e + end.len()..]),
         _ => {
-            let after = ["nodes", "rollout", "scheduler"]
+            let after = ["pods", "nodes", "rollout", "scheduler"]
                 .iter()
                 .filter_map(|k| {
                     let m = format!("<!-- rudder-bench {k}: end -->");

@@ -216,6 +216,70 @@ pub trait BoundObjects: Sync {
         namespace: Option<&str>,
         name: &str,
     ) -> impl Future<Output = Option<ObjectState>> + Send;
+
+    /// The stored JSON of Secret `namespace/name` (bootstrap tokens live in
+    /// `kube-system/bootstrap-token-<id>`); `None` when there is none.
+    fn secret(&self, namespace: &str, name: &str) -> impl Future<Output = Option<Vec<u8>>> + Send {
+        let _ = (namespace, name);
+        std::future::ready(None)
+    }
+}
+
+/// Namespace of bootstrap token Secrets.
+pub const BOOTSTRAP_NAMESPACE: &str = "kube-system";
+/// Group every bootstrap token user is in.
+pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
+
+/// Splits a bootstrap token `<id>.<secret>` (6 and 16 characters of `[a-z0-9]`).
+pub fn parse_bootstrap_token(token: &str) -> Option<(&str, &str)> {
+    let (id, secret) = token.split_once('.')?;
+    let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (ok(id, 6) && ok(secret, 16)).then_some((id, secret))
+}
+
+/// The user of bootstrap token `id.secret` given its Secret's JSON, as upstream's bootstrap
+/// authenticator: type `bootstrap.kubernetes.io/token`, matching `token-id`/`token-secret`,
+/// `usage-bootstrap-authentication: "true"`, not expired, not being deleted. The user is
+/// `system:bootstrap:<id>` in `system:bootstrappers` plus the token's `auth-extra-groups`.
+pub fn bootstrap_user(id: &str, secret: &str, secret_json: &[u8], now: i64) -> Result<User, String> {
+    use base64::Engine;
+    let obj: Value = serde_json::from_slice(secret_json).map_err(|_| "the bootstrap token secret is unreadable")?;
+    if obj["type"] != "bootstrap.kubernetes.io/token" {
+        return Err("the secret is not a bootstrap token".into());
+    }
+    if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+        return Err("the bootstrap token is being deleted".into());
+    }
+    let field = |k: &str| -> String {
+        obj["data"][k]
+            .as_str()
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    if field("token-id") != id || !constant_time_eq(field("token-secret").as_bytes(), secret.as_bytes()) {
+        return Err("the bootstrap token does not match".into());
+    }
+    if field("usage-bootstrap-authentication") != "true" {
+        return Err("the bootstrap token is not for authentication".into());
+    }
+    let expiration = field("expiration");
+    if !expiration.is_empty() {
+        match chrono::DateTime::parse_from_rfc3339(&expiration) {
+            Ok(t) if t.timestamp() > now => {}
+            _ => return Err("the bootstrap token has expired".into()),
+        }
+    }
+    let mut groups = vec![BOOTSTRAPPERS.to_string()];
+    for g in field("auth-extra-groups").split(',').map(str::trim).filter(|g| g.starts_with("system:bootstrappers:")) {
+        groups.push(g.to_string());
+    }
+    groups.push("system:authenticated".into());
+    Ok(User { name: format!("system:bootstrap:{id}"), uid: String::new(), groups, extra: BTreeMap::new() })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Resolves the user of a request.
@@ -297,6 +361,17 @@ impl Authenticator {
             return Ok(Authenticated { user: user.clone(), audiences });
         }
         let now = chrono::Utc::now().timestamp();
+        if let Some((id, secret)) = parse_bootstrap_token(token) {
+            let json = objects
+                .secret(BOOTSTRAP_NAMESPACE, &format!("bootstrap-token-{id}"))
+                .await
+                .ok_or_else(|| "the bootstrap token is not known to this server".to_string())?;
+            let user = bootstrap_user(id, secret, &json, now)?;
+            if audiences.is_some_and(|wanted| intersect(API_AUDIENCES, wanted).is_empty()) {
+                return Err("the token is not valid for the requested audiences".into());
+            }
+            return Ok(Authenticated { user, audiences: audiences.map(|w| intersect(API_AUDIENCES, w)).unwrap_or_default() });
+        }
         let verified = self
             .verify_service_account_token(token, now, audiences)
             .ok_or_else(|| "the token is not known to this server".to_string())??;
@@ -485,6 +560,33 @@ mod tests {
             let found = self.0.get(&(resource.to_string(), namespace.unwrap_or("").to_string(), name.to_string()));
             std::future::ready(found.cloned())
         }
+    }
+
+    #[test]
+    fn bootstrap_tokens_authenticate_as_bootstrappers() {
+        use base64::Engine;
+        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let secret = |expiration: &str, usage: &str| {
+            let mut data = json!({
+                "token-id": b("abcdef"), "token-secret": b("0123456789abcdef"),
+                "usage-bootstrap-authentication": b(usage),
+                "auth-extra-groups": b("system:bootstrappers:rudder:nodes,not-a-bootstrap-group"),
+            });
+            if !expiration.is_empty() {
+                data["expiration"] = json!(b(expiration));
+            }
+            serde_json::to_vec(&json!({"type": "bootstrap.kubernetes.io/token", "data": data})).unwrap()
+        };
+        assert_eq!(parse_bootstrap_token("abcdef.0123456789abcdef"), Some(("abcdef", "0123456789abcdef")));
+        assert_eq!(parse_bootstrap_token("abcdef.short"), None);
+        assert_eq!(parse_bootstrap_token("ABCDEF.0123456789abcdef"), None);
+        let user = bootstrap_user("abcdef", "0123456789abcdef", &secret("", "true"), 0).unwrap();
+        assert_eq!(user.name, "system:bootstrap:abcdef");
+        assert_eq!(user.groups, ["system:bootstrappers", "system:bootstrappers:rudder:nodes", "system:authenticated"]);
+        assert!(bootstrap_user("abcdef", "0123456789abcdeX", &secret("", "true"), 0).is_err());
+        assert!(bootstrap_user("abcdef", "0123456789abcdef", &secret("", "false"), 0).is_err());
+        let expired = secret("2020-01-01T00:00:00Z", "true");
+        assert!(bootstrap_user("abcdef", "0123456789abcdef", &expired, 1_700_000_000).is_err());
     }
 
     fn authenticator() -> Authenticator {

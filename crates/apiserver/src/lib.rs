@@ -158,6 +158,7 @@ pub async fn start(config: Config) -> Result<Running> {
         ready: Default::default(),
         advertise: advertise.clone(),
         kubelet_tls: Some(handlers::proxy::kubelet_tls(&pki)?),
+        ca_cert_pem: pki.ca_cert_pem.clone(),
     });
     let handler: serve::Handler = {
         let api = api.clone();

@@ -137,6 +137,67 @@ pub fn kubelet_serving_cert(data_dir: &Path, node_name: &str, hosts: &[String]) 
     Ok(KubeletServing { cert_pem: format!("{}{}", cert.pem(), ca_pem), key_pem: key.serialize_pem(), ca_pem })
 }
 
+/// Where the join token for agents is kept.
+pub const JOIN_TOKEN_FILE: &str = "agent-token";
+
+/// The token agents join with, like k3s's: `K10<sha256 of the CA certificate PEM>::<id>.<secret>`
+/// where `<id>.<secret>` is a bootstrap token (`kube-system/bootstrap-token-<id>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinToken {
+    /// Hex SHA-256 of the cluster CA certificate (PEM bytes).
+    pub ca_hash: String,
+    /// Bootstrap token id (6 characters).
+    pub id: String,
+    /// Bootstrap token secret (16 characters).
+    pub secret: String,
+}
+
+impl JoinToken {
+    /// The token as agents are given it.
+    pub fn render(&self) -> String {
+        format!("K10{}::{}.{}", self.ca_hash, self.id, self.secret)
+    }
+
+    /// Reads a token as rendered; also accepts a bare `<id>.<secret>` (no CA check then).
+    pub fn parse(text: &str) -> Option<JoinToken> {
+        let text = text.trim();
+        let (hash, token) = match text.strip_prefix("K10").and_then(|r| r.split_once("::")) {
+            Some((h, t)) => (h.to_string(), t),
+            None => (String::new(), text),
+        };
+        let (id, secret) = crate::authn::parse_bootstrap_token(token)?;
+        Some(JoinToken { ca_hash: hash, id: id.into(), secret: secret.into() })
+    }
+}
+
+/// Hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_chars(n: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..n).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+/// Loads the join token of `data_dir`, making one on first use (the CA must exist).
+pub fn join_token(data_dir: &Path) -> Result<JoinToken> {
+    let path = data_dir.join(JOIN_TOKEN_FILE);
+    let ca = fs::read(data_dir.join("tls").join("ca.crt")).context("cannot read the cluster CA")?;
+    let ca_hash = sha256_hex(&ca);
+    if let Ok(text) = fs::read_to_string(&path)
+        && let Some(mut token) = JoinToken::parse(&text)
+    {
+        token.ca_hash = ca_hash;
+        return Ok(token);
+    }
+    let token = JoinToken { ca_hash, id: random_chars(6), secret: random_chars(16) };
+    write_private(&path, &format!("{}\n", token.render()))?;
+    Ok(token)
+}
+
 fn validity(params: &mut CertificateParams, years: i32) {
     let now = chrono::Utc::now();
     let start = now - chrono::Duration::hours(1);

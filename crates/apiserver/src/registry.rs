@@ -260,6 +260,15 @@ pub fn prepare_update(
             }
             o
         }
+        Some("approval") => {
+            // An approval write changes the conditions only (Approved, Denied), as upstream.
+            let mut o = old.clone();
+            if !o.get("status").is_some_and(Value::is_object) {
+                o["status"] = json!({});
+            }
+            o["status"]["conditions"] = new.pointer("/status/conditions").cloned().unwrap_or_else(|| json!([]));
+            o
+        }
         Some("finalize") => {
             let mut o = old.clone();
             let fins = new.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));

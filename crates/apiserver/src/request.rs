@@ -66,6 +66,9 @@ pub enum Route {
     Health(String),
     /// `/version`.
     Version,
+    /// `/cacerts`: the cluster CA certificate, unauthenticated, so joining agents can check it
+    /// against the hash in their join token.
+    CaCerts,
     /// `/api`.
     LegacyRoot,
     /// `/apis`.
@@ -98,6 +101,7 @@ pub fn route(method: &Method, path: &str, watch_param: bool) -> ApiResult<Route>
     match p.as_slice() {
         [h] | [h, _] if matches!(*h, "healthz" | "livez" | "readyz") => return Ok(Route::Health(p.join("/"))),
         ["version"] => return Ok(Route::Version),
+        ["cacerts"] => return Ok(Route::CaCerts),
         ["api"] => return Ok(Route::LegacyRoot),
         ["apis"] => return Ok(Route::GroupsRoot),
         ["api", v] => return Ok(Route::GroupVersion(String::new(), v.to_string())),

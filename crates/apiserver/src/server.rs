@@ -40,6 +40,8 @@ pub struct ApiServer {
     /// TLS towards kubelets (client certificate, cluster CA), for logs, exec, attach and
     /// port-forward.
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The cluster CA certificate (PEM), served at `/cacerts`.
+    pub ca_cert_pem: String,
 }
 
 /// A request after routing and authentication.
@@ -251,6 +253,7 @@ impl ApiServer {
             parts.uri.query().is_some_and(|q| q.split('&').any(|p| p == "verbose" || p.starts_with("verbose=")));
         match &route {
             Ok(Route::Health(which)) => return Ok(self.health(which, verbose)),
+            Ok(Route::CaCerts) => return Ok(text_response(200, self.ca_cert_pem.clone())),
             Ok(Route::Version) if !matches!(parts.method, http::Method::GET | http::Method::HEAD) => {
                 return Err(ApiError::method_not_allowed());
             }
@@ -277,7 +280,7 @@ impl ApiServer {
         let mut ctx =
             Ctx { query, user, headers: parts.headers, body: body.take(), warnings: Vec::new(), raw_query, upgrade };
         let result = match route {
-            Route::Health(_) | Route::Version => unreachable!("answered before authentication"),
+            Route::Health(_) | Route::Version | Route::CaCerts => unreachable!("answered before authentication"),
             Route::LegacyRoot | Route::GroupsRoot if !read_only => Err(ApiError::method_not_allowed()),
             Route::LegacyRoot => Ok(handlers::discovery::root(true, &ctx.headers, &self.advertise)),
             Route::GroupsRoot => Ok(handlers::discovery::root(false, &ctx.headers, &self.advertise)),

@@ -7,6 +7,7 @@
 use kube::Client;
 use tokio::sync::watch;
 
+pub mod certificates;
 pub mod deployment;
 pub mod disruption;
 pub mod gc;
@@ -31,6 +32,9 @@ pub struct Options {
     /// How long a node may go without a heartbeat before the node lifecycle controller marks it
     /// `Unknown` and taints it; `None` is upstream's default ([`nodelifecycle::DEFAULT_GRACE_PERIOD`]).
     pub node_monitor_grace_period: Option<std::time::Duration>,
+    /// The cluster CA certificate and key (PEM) that sign approved node certificate requests;
+    /// `None` leaves approved requests unsigned.
+    pub signing_ca: Option<(String, String)>,
 }
 
 /// Runs every controller while this process holds the `kube-system/kube-controller-manager`
@@ -56,6 +60,7 @@ async fn run_controllers(client: Client, options: Options, shutdown: Shutdown) -
         tokio::spawn(rootca::run(client.clone(), options.root_ca_pem.clone(), shutdown.clone())),
         tokio::spawn(nodelifecycle::run(client.clone(), node_lifecycle_config(&options), shutdown.clone())),
         tokio::spawn(podgc::run(client.clone(), pod_gc_config(&options), shutdown.clone())),
+        tokio::spawn(certificates::run(client.clone(), options.signing_ca.clone(), shutdown.clone())),
     ])
     .await;
     for r in results {

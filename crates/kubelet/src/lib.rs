@@ -16,3 +16,6 @@ pub mod agent;
 pub mod events;
 pub mod pod;
 pub mod pull;
+#[cfg(test)]
+pub mod fake;
+pub mod bootstrap;

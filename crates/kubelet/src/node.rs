@@ -150,7 +150,7 @@ pub fn registration(id: &Identity, machine: &Machine) -> Value {
 /// Images for the node status: names and sizes, at most 50 as upstream.
 pub fn images(list: &[crate::cri::types::Image]) -> Value {
     let mut out: Vec<&crate::cri::types::Image> = list.iter().filter(|i| !i.repo_tags.is_empty()).collect();
-    out.sort_by(|a, b| b.size.cmp(&a.size));
+    out.sort_by_key(|i| std::cmp::Reverse(i.size));
     Value::Array(
         out.into_iter()
             .take(50)

@@ -20,6 +20,9 @@ enum Command {
     /// Runs the control plane (the Kubernetes API over durable storage, scheduler, controller
     /// manager) and, unless --disable-agent, a node agent running pods in real containers.
     Server(ServerArgs),
+    /// Runs a node agent that joins an existing server: registers this machine as a node and
+    /// runs its pods in real containers.
+    Agent(AgentArgs),
     /// Images on this node: build the project's own busybox and pause images, import tarballs.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -87,6 +90,13 @@ struct ServerArgs {
     /// Unknown and tainted unreachable (upstream's --node-monitor-grace-period, 50 s since 1.32).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     node_monitor_grace_period_seconds: u64,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// How this machine's node agent runs (`rudder server` unless --disable-agent, `rudder agent`).
+#[derive(clap::Args, Clone)]
+struct NodeArgs {
     /// Name of this machine's node [default: the hostname].
     #[arg(long)]
     node_name: Option<String>,
@@ -106,6 +116,28 @@ struct ServerArgs {
     /// Cgroup (cgroupfs path) under which pods' cgroups are created.
     #[arg(long, default_value = "/kubepods")]
     cgroup_root: String,
+    /// Extra labels of the node, `key=value` (repeatable).
+    #[arg(long = "node-label")]
+    node_labels: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// URL of the API server to join, e.g. https://192.0.2.10:6443.
+    #[arg(long, env = "RUDDER_SERVER")]
+    server: String,
+    /// Join token: the contents of the server's `<data-dir>/agent-token`.
+    #[arg(long, env = "RUDDER_TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// File holding the join token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Directory for the agent's state (credentials, containerd, pods, logs)
+    /// [default: /var/lib/rudder as root, else $XDG_DATA_HOME/rudder].
+    #[arg(long, env = "RUDDER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 /// A client of this server for its own components, authenticated with the admin kubeconfig.
@@ -142,7 +174,12 @@ async fn start_components(
         let (c, s) = (client.clone(), shutdown.clone());
         // The kubeconfig sits in the data dir, beside `tls/` with the cluster CA.
         let ca = kubeconfig.parent().map(|dir| dir.join("tls").join("ca.crt"));
+        let tls = kubeconfig.parent().map(|dir| dir.join("tls"));
+        let signing_ca = tls.and_then(|t| {
+            Some((std::fs::read_to_string(t.join("ca.crt")).ok()?, std::fs::read_to_string(t.join("ca.key")).ok()?))
+        });
         let options = rudder_controllers::Options {
+            signing_ca,
             root_ca_pem: ca.and_then(|p| std::fs::read_to_string(p).ok()),
             node_monitor_grace_period: Some(Duration::from_secs(args.node_monitor_grace_period_seconds)),
         };
@@ -171,20 +208,44 @@ async fn start_components(
     Ok(tasks)
 }
 
-/// The node agent of `rudder server` for this machine.
-fn agent_options(args: &ServerArgs, data_dir: &std::path::Path) -> Result<rudder_kubelet::agent::Options> {
+/// Node name and address as given or found on this machine.
+fn node_identity(args: &NodeArgs) -> (String, IpAddr) {
     let name = args.node_name.clone().unwrap_or_else(rudder_kubelet::node::hostname);
     let ip = args
         .node_ip
         .or_else(rudder_kubelet::node::default_ip)
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-    let mut options = rudder_kubelet::agent::Options::new(name.clone(), ip, data_dir.join("agent"));
+    (name, ip)
+}
+
+/// Kubelet options from the node flags; TLS is filled in by the caller.
+fn node_options(args: &NodeArgs, data_dir: &std::path::Path) -> Result<rudder_kubelet::agent::Options> {
+    let (name, ip) = node_identity(args);
+    let mut options = rudder_kubelet::agent::Options::new(name, ip, data_dir.join("agent"));
     options.pod_cidr = args.pod_cidr.parse().context("--pod-cidr")?;
     options.listen = std::net::SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), args.kubelet_port);
     options.runtime_endpoint = args.container_runtime_endpoint.clone();
     options.cgroup_root = args.cgroup_root.clone();
-    let hosts = vec!["localhost".to_string(), ip.to_string(), "127.0.0.1".to_string()];
-    let serving = rudder_apiserver::pki::kubelet_serving_cert(data_dir, &name, &hosts)
+    for label in &args.node_labels {
+        let (k, v) = label.split_once('=').with_context(|| format!("--node-label {label:?} is not key=value"))?;
+        options.labels.push((k.to_string(), v.to_string()));
+    }
+    Ok(options)
+}
+
+/// The serving certificate's names and addresses.
+fn serving_hosts(name: &str, ip: IpAddr) -> Vec<String> {
+    let mut hosts = vec![name.to_string(), "localhost".to_string(), ip.to_string(), "127.0.0.1".to_string()];
+    hosts.dedup();
+    hosts
+}
+
+/// The node agent of `rudder server` for this machine: its serving certificate comes straight
+/// from the cluster CA in the data dir.
+fn agent_options(args: &ServerArgs, data_dir: &std::path::Path) -> Result<rudder_kubelet::agent::Options> {
+    let mut options = node_options(&args.node, data_dir)?;
+    let hosts = serving_hosts(&options.node_name, options.node_ip);
+    let serving = rudder_apiserver::pki::kubelet_serving_cert(data_dir, &options.node_name, &hosts)
         .context("cannot issue the node agent's serving certificate")?;
     options.server_tls = Some(rudder_kubelet::server::ServerTls {
         cert_pem: serving.cert_pem,
@@ -192,6 +253,74 @@ fn agent_options(args: &ServerArgs, data_dir: &std::path::Path) -> Result<rudder
         client_ca_pem: serving.ca_pem,
     });
     Ok(options)
+}
+
+/// Makes sure the join token's bootstrap Secret exists (agents authenticate with it).
+async fn publish_join_token(client: &kube::Client, token: &rudder_apiserver::pki::JoinToken) -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), "kube-system");
+    let name = format!("bootstrap-token-{}", token.id);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": name, "namespace": "kube-system" },
+        "type": "bootstrap.kubernetes.io/token",
+        "stringData": {
+            "token-id": token.id,
+            "token-secret": token.secret,
+            "description": "Join token of rudder agents (the server's agent-token file).",
+            "usage-bootstrap-authentication": "true",
+            "usage-bootstrap-signing": "true",
+            "auth-extra-groups": "system:bootstrappers:rudder:default-node-token",
+        },
+    }))?;
+    match secrets.create(&kube::api::PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            secrets.replace(&name, &kube::api::PostParams::default(), &secret).await.map(|_| ()).or_else(|e| match e {
+                kube::Error::Api(s) if s.code == 409 => Ok(()),
+                e => Err(e),
+            })?;
+            Ok(())
+        }
+        Err(e) => Err(e).context("cannot publish the join token"),
+    }
+}
+
+/// `rudder agent`: joins the server and runs the node agent until SIGTERM/SIGINT.
+async fn agent(args: AgentArgs) -> Result<()> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        (None, None) => anyhow::bail!(
+            "give the join token with --token or --token-file (it is in the server's <data-dir>/agent-token)"
+        ),
+    };
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let mut options = node_options(&args.node, &data_dir)?;
+    let hosts = serving_hosts(&options.node_name, options.node_ip);
+    println!("rudder agent: joining {} as node {}", args.server, options.node_name);
+    let joined = rudder_kubelet::bootstrap::join(&args.server, &token, &options.dir, &options.node_name, &hosts)
+        .await
+        .context("cannot join the cluster")?;
+    options.server_tls = Some(joined.tls);
+    println!("rudder agent: joined; node credentials in {}", joined.kubeconfig.display());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(rudder_kubelet::agent::run(joined.client, options, stopped));
+    tokio::select! {
+        _ = wait_for_signal() => {
+            println!("rudder agent is shutting down");
+            let _ = stop.send(true);
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(10), &mut task).await {
+                r?;
+            }
+        }
+        result = &mut task => {
+            result.context("the node agent stopped")??;
+        }
+    }
+    println!("rudder agent stopped");
+    Ok(())
 }
 
 /// `rudder image ...`
@@ -277,6 +406,29 @@ async fn server(args: ServerArgs) -> Result<()> {
     } else if !args.disable_agent {
         println!("  node agent: starting (containerd, pods); see `kubectl get nodes`");
     }
+    let join = rudder_apiserver::pki::join_token(&data_dir).context("cannot make the agents' join token")?;
+    println!(
+        "  join:       rudder agent --server https://{} --token-file {}",
+        running.addr,
+        data_dir.join(rudder_apiserver::pki::JOIN_TOKEN_FILE).display()
+    );
+    {
+        let kubeconfig = running.kubeconfig.clone();
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                let published = match local_client(&kubeconfig).await {
+                    Ok(client) => publish_join_token(&client, &join).await,
+                    Err(e) => Err(e),
+                };
+                match published {
+                    Ok(()) => return,
+                    Err(e) => tracing::debug!("join token not published yet: {e:#}"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            tracing::error!("the join token could not be published; agents cannot join");
+        });
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let components = start_components(&args, &running.kubeconfig, &stopped).await?;
     wait_for_signal().await;
@@ -301,5 +453,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Image(command) => runtime.block_on(image(command)),
+        Command::Agent(args) => runtime.block_on(agent(args)),
     }
 }

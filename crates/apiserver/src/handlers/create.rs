@@ -81,12 +81,38 @@ async fn create_prepared(srv: &ApiServer, req: &ResourceRequest, obj: Value, dry
     from_storage(res, created)
 }
 
+/// A CertificateSigningRequest names who asked for it, as upstream's strategy does: the
+/// authenticated user's name, uid, groups and extra replace whatever the body said, and a new
+/// request has no status.
+fn record_requester(obj: &mut Value, user: &crate::authn::User) {
+    if !obj["spec"].is_object() {
+        obj["spec"] = serde_json::json!({});
+    }
+    let spec = &mut obj["spec"];
+    spec["username"] = Value::String(user.name.clone());
+    spec["groups"] = serde_json::json!(user.groups);
+    if user.uid.is_empty() {
+        spec.as_object_mut().map(|o| o.remove("uid"));
+    } else {
+        spec["uid"] = Value::String(user.uid.clone());
+    }
+    if user.extra.is_empty() {
+        spec.as_object_mut().map(|o| o.remove("extra"));
+    } else {
+        spec["extra"] = serde_json::json!(user.extra);
+    }
+    obj.as_object_mut().map(|o| o.remove("status"));
+}
+
 /// `POST .../<resource>`.
 pub async fn create(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiResult<Response<Body>> {
     let res = req.resource;
     let out = crate::negotiate::for_request(ctx, crate::negotiate::Endpoint::WRITE)?;
     let mut obj = ctx.validated_body(&res.api_version(), res.kind).await?;
     registry::check_type(res.kind, &res.api_version(), &mut obj)?;
+    if res.group == "certificates.k8s.io" && res.plural == "certificatesigningrequests" {
+        record_requester(&mut obj, &ctx.user);
+    }
     let created = create_object(srv, req, obj, ctx.query.dry_run).await?;
     crate::negotiate::respond_negotiated(&out, 201, &created)
 }

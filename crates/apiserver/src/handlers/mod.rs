@@ -46,10 +46,10 @@ pub async fn handle(srv: &ApiServer, req: ResourceRequest, ctx: &mut Ctx) -> Api
                 Verb::DeleteCollection => delete::delete_collection(srv, &req, ctx).await,
             }
         }
-        Some(sub @ ("status" | "finalize")) => match req.verb {
-            Verb::Get if sub == "status" => get::get(srv, &req, ctx).await,
+        Some(sub @ ("status" | "finalize" | "approval")) if res.subresource(sub).is_some() => match req.verb {
+            Verb::Get if sub != "finalize" => get::get(srv, &req, ctx).await,
             Verb::Update => update::update(srv, &req, ctx).await,
-            Verb::Patch if sub == "status" => patch::patch(srv, &req, ctx).await,
+            Verb::Patch if sub != "finalize" => patch::patch(srv, &req, ctx).await,
             _ => Err(ApiError::method_not_allowed()),
         },
         Some("scale") => match req.verb {

@@ -578,9 +578,8 @@ async fn kubelet_error(resp: Response<Incoming>, name: &str) -> ApiError {
     if let Ok(v) = serde_json::from_slice::<Value>(&body)
         && v["kind"] == "Status"
     {
-        let mut e = ApiError::internal(v["message"].as_str().unwrap_or_default());
-        e.code = v["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(code);
-        e.reason = reason_for(e.code);
+        let code = v["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(code);
+        let mut e = status_error(code, v["message"].as_str().unwrap_or_default().to_string());
         e.details = v.get("details").cloned();
         return e;
     }
@@ -592,7 +591,16 @@ async fn kubelet_error(resp: Response<Incoming>, name: &str) -> ApiError {
     } else {
         text
     };
-    let mut e = ApiError::internal(message);
+    status_error(code, message)
+}
+
+/// An error with a kubelet's status code and message: 500 as upstream's internal errors,
+/// others with the code's reason.
+fn status_error(code: u16, message: String) -> ApiError {
+    if code == 500 {
+        return ApiError::internal(message);
+    }
+    let mut e = ApiError::bad_request(message);
     e.code = code;
     e.reason = reason_for(code);
     e
@@ -746,6 +754,18 @@ mod tests {
         assert_eq!(port_forward_query(Some("ports=8080&ports=53,54")).unwrap(), "port=8080%2C53%2C54");
         assert_eq!(port_forward_query(None).unwrap(), "");
         assert_eq!(port_forward_query(Some("ports=0")).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn turns_kubelet_refusals_into_statuses() {
+        let e = status_error(400, "previous terminated container \"c\" in pod \"p\" not found".into());
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        let e = status_error(404, "pod \"p\" does not exist".into());
+        assert_eq!((e.code, e.reason, e.message.as_str()), (404, "NotFound", "pod \"p\" does not exist"));
+        let e = status_error(500, "container not found (\"c\")".into());
+        assert_eq!((e.code, e.message.as_str()), (500, "Internal error occurred: container not found (\"c\")"));
+        assert_eq!(status_error(403, String::new()).reason, "Forbidden");
+        assert_eq!(status_error(418, String::new()).reason, "Unknown");
     }
 
     #[test]

@@ -275,6 +275,17 @@ impl BoundObjects for ApiServer {
         let kv = self.store.get(&key).await.ok()??;
         object_state(&kv.value)
     }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
+        let res = catalog::lookup("", "v1", "secrets")?;
+        let key = object::key(res, Some(namespace), name);
+        if self.cache.revision() >= self.store.current_revision()
+            && let Some(obj) = self.cache.get(&key)
+        {
+            return Some(obj.json().to_vec());
+        }
+        Some(self.store.get(&key).await.ok()??.value.to_vec())
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 
 pub mod spec;
 pub mod status;
+#[cfg(test)]
+mod worker_tests;
 
 use crate::cri::{Runtime, types as cri};
 use crate::env::{NodeFacts, Sources};
@@ -22,8 +24,11 @@ use status::{Instance, Observed, State, Waiting};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+// The tokio clock (the same as std's outside tests) so back-offs and grace periods follow paused
+// time in tests.
+use tokio::time::Instant;
 
 /// First restart back-off; it doubles up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
@@ -98,6 +103,8 @@ struct ProbeResult {
 struct Backoff {
     delay: Duration,
     until: Option<Instant>,
+    /// The exited instance `until` was computed for: each new exit opens a new window.
+    exited: Option<String>,
 }
 
 /// Worker state that lives as long as the pod on this node.
@@ -290,6 +297,11 @@ impl Worker {
                 return Ok(true);
             }
         }
+        if restart_policy(pod) == "Never" && self.sandbox_attempt > 0 && !self.observe().await?.is_empty() {
+            // As upstream: a pod that never restarts gets no new sandbox once its containers
+            // ran; it ends with how they ended.
+            return Ok(false);
+        }
         let config = self.sandbox_config(pod);
         std::fs::create_dir_all(&config.log_directory)?;
         match self.shared.runtime.run_pod_sandbox(config.clone()).await {
@@ -466,6 +478,14 @@ impl Worker {
         let (ns, name) = name_of(pod);
         let b = self.backoff.entry(c.name.clone()).or_default();
         let now = Instant::now();
+        if b.exited.as_deref() != Some(last.id.as_str()) {
+            // As upstream, the back-off runs from when the last run finished, not from when it
+            // was started: a run that lasted longer than the delay still waits the delay.
+            b.exited = Some(last.id.clone());
+            let since_exit = Utc::now().timestamp_nanos_opt().unwrap_or(0).saturating_sub(last.finished_at);
+            let since_exit = Duration::from_nanos(since_exit.clamp(0, b.delay.as_nanos() as i64) as u64);
+            b.until = (!b.delay.is_zero()).then(|| now.checked_sub(since_exit).unwrap_or(now) + b.delay);
+        }
         if let Some(until) = b.until
             && now < until
         {
@@ -708,7 +728,8 @@ impl Worker {
             let key = (c.name.clone(), kind);
             // The probe clock starts when the container did.
             let ran_for = Utc::now().timestamp_nanos_opt().unwrap_or(0).saturating_sub(instance.started_at).max(0);
-            let started_at = Instant::now().checked_sub(Duration::from_nanos(ran_for as u64)).unwrap_or_else(Instant::now);
+            let now = std::time::Instant::now();
+            let started_at = now.checked_sub(Duration::from_nanos(ran_for as u64)).unwrap_or(now);
             let initial = kind == ProbeKind::Liveness;
             let entry = self
                 .probes
@@ -717,7 +738,7 @@ impl Worker {
             if entry.0 != instance.id {
                 *entry = (instance.id.clone(), ProbeState::new(probe, started_at, initial));
             }
-            if self.probing.contains(&key) || !entry.1.due(Instant::now()) {
+            if self.probing.contains(&key) || !entry.1.due(std::time::Instant::now()) {
                 continue;
             }
             self.probing.insert(key);

@@ -332,7 +332,7 @@ pub fn pod_status(pod: &Pod, obs: &Observed, now: DateTime<Utc>) -> Value {
                 .and_then(|s| s["conditions"].as_array().cloned())
                 .unwrap_or_default()
                 .iter()
-                .any(|c| &c["type"] == g.as_str() && c["status"] == "True")
+                .any(|c| c["type"] == g.as_str() && c["status"] == "True")
         })
         .map(String::as_str)
         .collect();

@@ -136,15 +136,93 @@ async fn pods_run_in_real_containers() {
     assert!(imported.status.success(), "image import: {}", text(&imported.stderr));
     assert!(text(&imported.stdout).contains("docker.io/library/busybox:latest"), "{}", text(&imported.stdout));
 
-    let result = std::panic::AssertUnwindSafe(scenarios(&server, &node)).catch_unwind_boxed().await;
+    let mut result = std::panic::AssertUnwindSafe(scenarios(&server, &node)).catch_unwind_boxed().await;
+    if result.is_ok() {
+        eprintln!("containers: a second node joins with `rudder agent`");
+        result = std::panic::AssertUnwindSafe(agent_joins(&server, &image)).catch_unwind_boxed().await;
+    }
 
     // Clean up whatever the scenarios left, then the node itself.
-    let _ = kubectl(&server, &["delete", "namespace", "e2e-web", "e2e-config", "e2e-exit", "e2e-probe", "e2e-exec", "e2e-deploy", "--wait=false"]).await;
+    let _ = kubectl(&server, &["delete", "namespace", "e2e-agent", "e2e-web", "e2e-config", "e2e-exit", "e2e-probe", "e2e-exec", "e2e-deploy", "--wait=false"]).await;
     let _ = wait_for_no_pods(&server).await;
     server.terminate().await;
     unmount_under(dir.path());
     remove_node_leftovers(dir.path(), &cgroup);
     if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `rudder agent` joins with the server's token (bootstrap token → CSR → client certificate,
+/// then a serving certificate), registers a second node and runs a pod there; the API server
+/// reaches its kubelet for logs and exec.
+async fn agent_joins(server: &TestServer, image: &Path) {
+    let dir = tempfile::tempdir().expect("agent dir");
+    let node = format!("it-agent-{}", std::process::id());
+    let cidr = format!("10.42.{}.0/24", (std::process::id() % 200) + 41);
+    let cgroup = format!("/rudder-it-agent-{}", std::process::id());
+    let token_file = server.data_dir().join("agent-token");
+    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args(["agent", "--server", &format!("https://{}", server.addr), "--token-file", token_file.to_str().unwrap()])
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--node-name", &node, "--pod-cidr", &cidr])
+        .args(["--kubelet-port", "0", "--cgroup-root", &cgroup, "--node-ip", "127.0.0.1"])
+        .env("RUDDER_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rudder agent starts");
+    let outcome = std::panic::AssertUnwindSafe(async {
+        wait_for("the agent's node to be Ready", Duration::from_secs(60), || async {
+            let out = kubectl(server, &["get", "node", &node, "-o", "json"]).await;
+            let n: Value = serde_json::from_slice(&out.stdout).ok()?;
+            n["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True").then_some(n)
+        })
+        .await;
+        let csrs = must(server, &["get", "csr", "-o", "json"]).await;
+        let csrs: Value = serde_json::from_str(&csrs).unwrap();
+        let signers: Vec<&str> = csrs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"]["certificate"].is_string())
+            .filter_map(|c| c["spec"]["signerName"].as_str())
+            .collect();
+        assert!(signers.contains(&"kubernetes.io/kube-apiserver-client-kubelet"), "{signers:?}");
+        assert!(signers.contains(&"kubernetes.io/kubelet-serving"), "{signers:?}");
+        let imported = rudder(&["image", "import", "--data-dir", dir.path().to_str().unwrap(), image.to_str().unwrap()]);
+        assert!(imported.status.success(), "image import on the agent: {}", text(&imported.stderr));
+        must(server, &["create", "namespace", "e2e-agent"]).await;
+        let overrides = format!(r#"{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{node}"}},"terminationGracePeriodSeconds":1}}}}"#);
+        must(
+            server,
+            &["run", "there", "-n", "e2e-agent", "--image=busybox:latest", "--image-pull-policy=IfNotPresent",
+              "--overrides", &overrides, "--", "sh", "-c", "echo running on the agent; sleep 3600"],
+        )
+        .await;
+        let pod = wait_ready(server, "e2e-agent", "there").await;
+        assert_eq!(pod["spec"]["nodeName"], node.as_str());
+        let ip = pod["status"]["podIP"].as_str().unwrap();
+        assert!(ip.starts_with(cidr.trim_end_matches("0/24")), "pod IP {ip} from the agent's CIDR {cidr}");
+        let logs = must(server, &["logs", "there", "-n", "e2e-agent"]).await;
+        assert_eq!(logs, "running on the agent\n");
+        let out = must(server, &["exec", "there", "-n", "e2e-agent", "--", "hostname"]).await;
+        assert_eq!(out.trim(), "there");
+        must(server, &["delete", "namespace", "e2e-agent", "--wait=false"]).await;
+        wait_for("the agent's pod to be gone", Duration::from_secs(60), || async {
+            let out = kubectl(server, &["get", "pods", "-n", "e2e-agent", "-o", "name"]).await;
+            (out.status.success() && text(&out.stdout).trim().is_empty()).then_some(Value::Null)
+        })
+        .await;
+    })
+    .catch_unwind_boxed()
+    .await;
+    if let Some(pid) = agent.id() {
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(20), agent.wait()).await;
+    unmount_under(dir.path());
+    remove_node_leftovers(dir.path(), &cgroup);
+    if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
 }

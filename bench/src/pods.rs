@@ -344,6 +344,32 @@ fn cgroup_pids(root: &str) -> Vec<u32> {
     v
 }
 
+/// Thaws every frozen cgroup of the tree `root` (runc freezes a container's cgroup while it
+/// signals it; a shim killed meanwhile leaves it frozen, and frozen tasks cannot die).
+/// Returns how many were frozen.
+fn thaw(root: &str) -> usize {
+    fn walk(dir: &Path, file: &str, frozen: &str, thawed: &str, n: &mut usize) {
+        let f = dir.join(file);
+        if std::fs::read_to_string(&f).is_ok_and(|s| s.trim() == frozen) && std::fs::write(&f, thawed).is_ok() {
+            *n += 1;
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path(), file, frozen, thawed, n);
+                }
+            }
+        }
+    }
+    let mut n = 0;
+    for d in cgroup_dirs(root) {
+        // v1: the freezer hierarchy's freezer.state; v2: cgroup.freeze in the unified one.
+        walk(&d, "freezer.state", "FROZEN", "THAWED", &mut n);
+        walk(&d, "cgroup.freeze", "1", "0", &mut n);
+    }
+    n
+}
+
 /// Mount points under `dir` in a mountinfo text, deepest first.
 fn mounts_under(mountinfo: &str, dir: &str) -> Vec<String> {
     let prefix = format!("{}/", dir.trim_end_matches('/'));
@@ -419,6 +445,10 @@ impl Footprint {
             .collect();
         let shims = shims_of(&self.socket());
         let containerd: Vec<u32> = containerd_under(&agent).into_iter().collect();
+        let frozen = thaw(&self.cgroup_root);
+        if frozen > 0 {
+            found.push(format!("unexpected: {frozen} frozen cgroup(s), thawed"));
+        }
         for (what, pids) in [("containerd", &containerd), ("shim", &shims), ("pod process", &pod_pids)] {
             if !pids.is_empty() {
                 found.push(format!("unexpected: {} {what}(es) still running, killed (SIGKILL by PID)", pids.len()));
@@ -455,21 +485,27 @@ impl Footprint {
             found.push(format!("bridge {bridge} (left by design), deleted"));
             let _ = Command::new("ip").args(["link", "del", &bridge]).stderr(Stdio::null()).status();
         }
-        let mut cgroups = 0;
-        for root in cgroup_dirs(&self.cgroup_root) {
-            cgroups += 1;
-            let _ = Command::new("find")
-                .arg(&root)
-                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                .stderr(Stdio::null())
-                .status();
+        let cgroups = cgroup_dirs(&self.cgroup_root).len();
+        // A cgroup can be removed once its last task is gone, which takes a moment after a kill.
+        for _ in 0..20 {
+            for root in cgroup_dirs(&self.cgroup_root) {
+                let _ = Command::new("find")
+                    .arg(&root)
+                    .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            if cgroup_dirs(&self.cgroup_root).is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
         if cgroups > 0 {
             found.push(format!("cgroup {} in {cgroups} hierarchies (left by design), removed", self.cgroup_root));
         }
-        let still: Vec<PathBuf> = cgroup_dirs(&self.cgroup_root);
+        let still = cgroup_dirs(&self.cgroup_root);
         if !still.is_empty() {
-            found.push(format!("unexpected: could not remove {} cgroup directories", still.len()));
+            found.push(format!("unexpected: could not remove the cgroup in {} hierarchies", still.len()));
         }
         let table = self.nft_table();
         if nft_has_table(&table) {

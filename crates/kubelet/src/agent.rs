@@ -203,6 +203,9 @@ async fn run_with(
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", options.node_name));
     let mut stream = watcher::watcher(pods, config).boxed();
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
+    let allocatable = rudder_scheduler::resources::Resource::from_list(
+        &serde_json::from_value(machine.capacity()).unwrap_or_default(),
+    );
     let mut listing: HashSet<String> = HashSet::new();
     let mut synced = false;
     let mut gc = tokio::time::interval(Duration::from_secs(30));
@@ -221,7 +224,7 @@ async fn run_with(
                         if let Some(uid) = pod.metadata.uid.clone() {
                             listing.insert(uid);
                         }
-                        dispatch(&shared, &mut workers, pod);
+                        dispatch(&shared, &mut workers, pod, &allocatable);
                     }
                     Ok(Event::InitDone) => {
                         // Pods that disappeared while the watch was down.
@@ -232,7 +235,7 @@ async fn run_with(
                         }
                         synced = true;
                     }
-                    Ok(Event::Apply(pod)) => dispatch(&shared, &mut workers, pod),
+                    Ok(Event::Apply(pod)) => dispatch(&shared, &mut workers, pod, &allocatable),
                     Ok(Event::Delete(pod)) => {
                         if let Some(tx) = pod.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
                             let _ = tx.send(None);
@@ -250,8 +253,13 @@ async fn run_with(
     Ok(())
 }
 
-/// Hands a pod to its worker, starting one for a new pod.
-fn dispatch(shared: &Arc<Shared>, workers: &mut HashMap<String, watch::Sender<Option<Arc<Pod>>>>, pod: Pod) {
+/// Hands a pod to its worker, starting one for a new pod that passes admission.
+fn dispatch(
+    shared: &Arc<Shared>,
+    workers: &mut HashMap<String, watch::Sender<Option<Arc<Pod>>>>,
+    pod: Pod,
+    allocatable: &rudder_scheduler::resources::Resource,
+) {
     let Some(uid) = pod.metadata.uid.clone() else { return };
     let pod = Arc::new(pod);
     if let Some(tx) = workers.get(&uid)
@@ -269,9 +277,45 @@ fn dispatch(shared: &Arc<Shared>, workers: &mut HashMap<String, watch::Sender<Op
         drop(rx);
         return;
     }
+    if pod.metadata.deletion_timestamp.is_none() && phase != "Running" {
+        let admitted: Vec<Arc<Pod>> = workers
+            .values()
+            .filter(|tx| !tx.is_closed())
+            .filter_map(|tx| tx.borrow().clone())
+            .filter(|p| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+                phase != "Succeeded" && phase != "Failed"
+            })
+            .collect();
+        if let Err(rejection) = crate::admission::admit(&pod, admitted.iter().map(|p| p.as_ref()), allocatable) {
+            reject(shared, &pod, rejection);
+            let (tx, rx) = watch::channel(Some(pod));
+            workers.insert(uid, tx);
+            drop(rx);
+            return;
+        }
+    }
     let (tx, rx) = watch::channel(Some(pod));
     workers.insert(uid.clone(), tx);
     tokio::spawn(pod::run(shared.clone(), uid, rx));
+}
+
+/// Fails a pod the node cannot run, as upstream's kubelet does: phase Failed with the reason.
+fn reject(shared: &Arc<Shared>, pod: &Pod, rejection: crate::admission::Rejection) {
+    shared.events.warning(pod, None, &rejection.reason, rejection.message.clone());
+    let (client, pod) = (shared.client.clone(), pod.clone());
+    tokio::spawn(async move {
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(client, &ns);
+        let status = json!({ "status": {
+            "phase": "Failed", "reason": rejection.reason, "message": rejection.message,
+            "startTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }});
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await {
+            tracing::warn!("cannot fail rejected pod {ns}/{name}: {e}");
+        }
+    });
 }
 
 /// Stops and removes sandboxes and containers of pods this kubelet has no worker for.

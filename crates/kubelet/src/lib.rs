@@ -19,3 +19,4 @@ pub mod pull;
 #[cfg(test)]
 pub mod fake;
 pub mod bootstrap;
+pub mod admission;

@@ -144,7 +144,7 @@ async fn pods_run_in_real_containers() {
 
     // Clean up whatever the scenarios left, then the node itself.
     let _ = kubectl(&server, &["delete", "namespace", "e2e-agent", "e2e-web", "e2e-config", "e2e-exit", "e2e-probe", "e2e-exec", "e2e-deploy", "--wait=false"]).await;
-    let _ = wait_for_no_pods(&server).await;
+    let gone = wait_for_no_pods(&server).await;
     server.terminate().await;
     unmount_under(dir.path());
     remove_node_leftovers(dir.path(), &cgroup);
@@ -261,12 +261,20 @@ async fn scenarios(server: &TestServer, node: &str) {
     configuration_from_configmaps_and_secrets(server).await;
     step("exit codes, termination messages, OOMKilled");
     exit_codes_and_phases(server).await;
+    step("node-side admission refuses a pod that does not fit");
+    admission_refuses_what_does_not_fit(server, node).await;
     step("liveness probe restarts and logs --previous");
     liveness_failure_restarts_the_container(server).await;
     step("exec (WebSocket and SPDY), stdin, exit codes, cp");
     exec_with_stdin_and_exit_codes(server).await;
     step("Deployment of three replicas");
     deployment_of_three_replicas(server).await;
+    if crate::python::python_skipped() {
+        step("official Python client: skipped (RUDDER_SKIP_PYTHON=1)");
+    } else {
+        step("official Python client: pod, logs, exec");
+        crate::python::run_pytest(server, &["test_node_pods.py"], &[("RUDDER_NODE_TESTS", "1")]).await;
+    }
 }
 
 async fn http_server_on_the_pod_ip(server: &TestServer, node: &str) {
@@ -505,6 +513,34 @@ spec:
     let t = &pod["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(t["reason"], "OOMKilled", "{t}");
     assert_eq!(t["exitCode"], 137);
+}
+
+async fn admission_refuses_what_does_not_fit(server: &TestServer, node: &str) {
+    // Bound straight to the node (no scheduler), asking for more cpu than any machine here has.
+    let file = manifest(
+        server,
+        "greedy.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: greedy, namespace: e2e-exit}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    resources: {{requests: {{cpu: "5000"}}}}
+"#
+        ),
+    );
+    must(server, &["apply", "-f", &file]).await;
+    let pod = wait_phase(server, "e2e-exit", "greedy", "Failed").await;
+    assert_eq!(pod["status"]["reason"], "OutOfcpu");
+    let message = pod["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Pod was rejected: Node didn't have enough resource: cpu, requested: 5000000"), "{message}");
 }
 
 async fn liveness_failure_restarts_the_container(server: &TestServer) {

@@ -100,22 +100,20 @@ fn venv() -> PathBuf {
     dir
 }
 
-#[tokio::test]
-async fn python_client_suite() {
-    if std::env::var("RUDDER_SKIP_PYTHON").is_ok_and(|v| v == "1") {
-        eprintln!("python: RUDDER_SKIP_PYTHON=1, skipping the Python client suite");
-        return;
-    }
+/// Runs pytest from the virtualenv in the suite's folder against `server`, with `extra`
+/// arguments and environment; panics when it fails.
+pub(crate) async fn run_pytest(server: &TestServer, extra: &[&str], env: &[(&str, &str)]) {
     let venv = venv();
-    let server = TestServer::start().await;
     let mut cmd = tokio::process::Command::new(venv.join("bin/python"));
     cmd.args(["-m", "pytest", "-v", "--tb=short", "--color=no"])
         .arg(format!("--basetemp={}", server.data_dir().join("pytest").display()))
+        .args(extra)
         // pytest.ini there: every test_*.py of the folder, no cache folder in the source tree.
         .current_dir(SUITE)
         .env("KUBECONFIG", &server.kubeconfig)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -126,4 +124,19 @@ async fn python_client_suite() {
         .unwrap_or_else(|_| panic!("the Python client suite did not finish within {SUITE_TIMEOUT:?}"))
         .expect("wait for pytest");
     assert!(status.success(), "the Python client suite failed ({status}); pytest's report is above");
+}
+
+/// Whether the Python suites are switched off.
+pub(crate) fn python_skipped() -> bool {
+    std::env::var("RUDDER_SKIP_PYTHON").is_ok_and(|v| v == "1")
+}
+
+#[tokio::test]
+async fn python_client_suite() {
+    if python_skipped() {
+        eprintln!("python: RUDDER_SKIP_PYTHON=1, skipping the Python client suite");
+        return;
+    }
+    let server = TestServer::start().await;
+    run_pytest(&server, &[], &[]).await;
 }

@@ -127,6 +127,8 @@ struct Worker {
     last_status: Option<Value>,
     failed: Option<Waiting>,
     terminal_cleaned: bool,
+    /// Every container was stopped for the pod's deletion.
+    killed: bool,
 }
 
 fn name_of(pod: &Pod) -> (String, String) {
@@ -168,6 +170,7 @@ pub async fn run(shared: Arc<Shared>, uid: String, mut pods: watch::Receiver<Opt
         last_status: None,
         failed: None,
         terminal_cleaned: false,
+        killed: false,
     };
     let mut last: Option<Arc<Pod>> = None;
     loop {
@@ -857,6 +860,7 @@ impl Worker {
             let _ = self.shared.runtime.stop_pod_sandbox(id).await;
         }
         self.ready.clear();
+        self.killed = true;
     }
 
     /// Removes the pod's containers, sandboxes and volumes from the node.
@@ -926,6 +930,7 @@ impl Worker {
             started: self.started.clone(),
             start_time: self.start_time,
             failed: self.failed.clone(),
+            terminated: pod.metadata.deletion_timestamp.is_some() && self.killed,
         };
         let mut new = status::pod_status(pod, &obs, Self::now());
         let current = pod.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default());

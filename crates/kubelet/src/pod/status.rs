@@ -76,6 +76,9 @@ pub struct Observed {
     pub start_time: Option<DateTime<Utc>>,
     /// The pod failed as a whole (e.g. rejected at admission, deadline exceeded).
     pub failed: Option<Waiting>,
+    /// The pod was deleted and its containers have been stopped: nothing restarts any more,
+    /// so the phase is final whatever the restart policy (upstream's terminal pod).
+    pub terminated: bool,
 }
 
 fn time(nanos: i64) -> Value {
@@ -223,7 +226,9 @@ fn phase(pod: &Pod, obs: &Observed, statuses: &[Value], init_failed: bool) -> &'
     } else if running > 0 {
         "Running"
     } else if stopped > 0 {
-        if policy == "Always" {
+        if obs.terminated {
+            if stopped == succeeded { "Succeeded" } else { "Failed" }
+        } else if policy == "Always" {
             "Running"
         } else if stopped == succeeded {
             "Succeeded"
@@ -456,6 +461,18 @@ mod tests {
         assert_eq!(c["restartCount"], 2);
         assert_eq!(s["phase"], "Running");
         assert_eq!(cond(&s, "Ready")["message"], "containers with unready status: [c]");
+    }
+
+    #[test]
+    fn a_deleted_pod_ends_in_a_final_phase() {
+        let p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}));
+        let mut obs = Observed::default();
+        obs.instances.insert("a".into(), vec![inst(0, State::Exited, 137)]);
+        assert_eq!(pod_status(&p, &obs, now())["phase"], "Running");
+        obs.terminated = true;
+        assert_eq!(pod_status(&p, &obs, now())["phase"], "Failed");
+        obs.instances.insert("a".into(), vec![inst(0, State::Exited, 0)]);
+        assert_eq!(pod_status(&p, &obs, now())["phase"], "Succeeded");
     }
 
     #[test]

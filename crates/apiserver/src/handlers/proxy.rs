@@ -6,7 +6,9 @@
 //! Logs stream through as the kubelet writes them. Exec, attach and port-forward are protocol
 //! upgrades (SPDY/3.1 or WebSocket): the kubelet's `101 Switching Protocols` goes back to the
 //! client and bytes are then copied both ways until either side closes. A kubelet's refusal
-//! becomes a `Status` with its message.
+//! becomes a `Status` with its message. WebSockets pass through as they are, including
+//! port-forward's SPDY tunnelled in a WebSocket (`SPDY/3.1+portforward.k8s.io`): the kubelet,
+//! not the API server, ends those and speaks SPDY to the runtime.
 
 use crate::object::{self, from_kv};
 use crate::request::{ResourceRequest, Verb};

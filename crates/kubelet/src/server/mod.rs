@@ -6,7 +6,9 @@
 //! - `GET|POST /exec/{ns}/{pod}[/{uid}]/{container}`, `/attach/...`, `/portForward/{ns}/{pod}[/{uid}]`:
 //!   the runtime's streaming URL is asked for over CRI and the client's upgrade request is
 //!   proxied to it (`stream`); WebSocket `v5.channel.k8s.io` sessions, which the runtime does not
-//!   speak, are terminated here and bridged to the runtime's `v4.channel.k8s.io` (`ws`).
+//!   speak, are terminated here and bridged to the runtime's `v4.channel.k8s.io` (`ws`); so are
+//!   port-forward WebSockets tunnelling SPDY (`SPDY/3.1+portforward.k8s.io`), relayed to a
+//!   SPDY/3.1 upgrade at the runtime (`tunnel`).
 //! - `GET /stats/summary`: node and container usage (`stats`).
 //!
 //! Every other path needs a client certificate signed by the configured client CA (401
@@ -16,6 +18,7 @@
 pub mod logs;
 pub mod stats;
 pub mod stream;
+pub mod tunnel;
 pub mod ws;
 
 use crate::cri::Runtime;

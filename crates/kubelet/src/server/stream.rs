@@ -2,9 +2,11 @@
 //! its labels, the runtime is asked over CRI for a streaming URL (containerd serves it on
 //! loopback), and the client's upgrade request (SPDY/3.1 or WebSocket) is proxied there: the
 //! runtime's answer (`101 Switching Protocols` and its headers, or an error) goes back to the
-//! client, then bytes are copied both ways until either side closes.
+//! client, then bytes are copied both ways until either side closes. Two kinds of WebSocket
+//! the runtime does not speak are served here instead: exec/attach `v5.channel.k8s.io` (`ws`)
+//! and port forwarding's SPDY-over-WebSocket tunnel (`tunnel`).
 
-use super::{Body, State, full, labels_match, pod_containers, shutting_down, text, ws};
+use super::{Body, State, full, labels_match, pod_containers, shutting_down, text, tunnel, ws};
 use crate::cri::types as api;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
@@ -173,7 +175,14 @@ pub(crate) async fn port_forward(state: &Arc<State>, req: Request<Incoming>, ns:
     };
     let request = api::PortForwardRequest { pod_sandbox_id: sandbox.id, port: ports };
     match state.runtime.port_forward(request).await {
-        Ok(url) => proxy(state, req, &url).await,
+        Ok(url) => {
+            let tunneled = tunnel::tunneled_protocols(req.headers());
+            if tunneled.is_empty() {
+                proxy(state, req, &url).await
+            } else {
+                tunnel::tunnel(state, req, &url, tunneled).await
+            }
+        }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -297,6 +306,23 @@ pub(crate) fn splice(state: &State, client: hyper::upgrade::OnUpgrade, runtime: 
     });
 }
 
+/// The runtime's answer other than `101`, passed on as it is: status, content type and (up to
+/// 64 KiB of) body.
+pub(crate) async fn refusal(response: Response<Incoming>) -> Response<Body> {
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let body = match Limited::new(response.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    if let Some(ct) = content_type {
+        resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    resp
+}
+
 /// Proxies the client's upgrade request to `url` and, on `101`, splices the connections.
 pub(crate) async fn proxy(state: &Arc<State>, mut req: Request<Incoming>, url: &str) -> Response<Body> {
     let target = match url.parse::<Uri>() {
@@ -312,19 +338,7 @@ pub(crate) async fn proxy(state: &Arc<State>, mut req: Request<Incoming>, url: &
     };
     let response = upstream.response;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // Pass the runtime's refusal on as it is.
-        let status = response.status();
-        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let body = match Limited::new(response.into_body(), 64 * 1024).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => Bytes::new(),
-        };
-        let mut resp = Response::new(full(body));
-        *resp.status_mut() = status;
-        if let Some(ct) = content_type {
-            resp.headers_mut().insert(header::CONTENT_TYPE, ct);
-        }
-        return resp;
+        return refusal(response).await;
     }
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -213,8 +213,14 @@ async fn body_text(resp: Response<Incoming>) -> String {
     String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
-/// A streaming server that checks the request, switches protocols and echoes what it reads.
+/// A streaming server that switches protocols (to SPDY `v4.channel.k8s.io`) and echoes what
+/// it reads; its task gives the request head it received.
 async fn fake_streaming_server() -> (String, tokio::task::JoinHandle<String>) {
+    fake_streaming_server_answering("v4.channel.k8s.io").await
+}
+
+/// `fake_streaming_server`, choosing `protocol`.
+async fn fake_streaming_server_answering(protocol: &'static str) -> (String, tokio::task::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/exec/tok", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -225,11 +231,10 @@ async fn fake_streaming_server() -> (String, tokio::task::JoinHandle<String>) {
             s.read_exact(&mut byte).await.unwrap();
             head.push(byte[0]);
         }
-        s.write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
-        )
-        .await
-        .unwrap();
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\n\r\n"
+        );
+        s.write_all(answer.as_bytes()).await.unwrap();
         let mut buf = [0u8; 64];
         loop {
             let n = s.read(&mut buf).await.unwrap_or(0);
@@ -397,4 +402,53 @@ async fn passes_runtime_refusals_through() {
     .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(body_text(r).await, "bad handshake!");
+}
+
+#[tokio::test]
+async fn tunnels_port_forward_websockets_to_spdy() {
+    use super::ws::{Message, MessageReader, accept_key, encode_frame, op};
+    let logs = tempfile::tempdir().unwrap();
+    let (url, streaming) = fake_streaming_server_answering("portforward.k8s.io").await;
+    let (addr, certs, _stop, _server) = start(url, logs.path().to_path_buf()).await;
+    let apiserver = client_config(&certs.ca_pem, Some(&certs.apiserver));
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let r = request(
+        addr,
+        apiserver,
+        Method::GET,
+        "/portForward/ns/web?port=8080",
+        &[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", key),
+            ("sec-websocket-protocol", "SPDY/3.1+portforward.k8s.io"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(r.headers().get(header::SEC_WEBSOCKET_PROTOCOL).unwrap(), "SPDY/3.1+portforward.k8s.io");
+    assert_eq!(r.headers().get(header::SEC_WEBSOCKET_ACCEPT).unwrap(), accept_key(key).as_str());
+    assert_eq!(r.headers().get(header::UPGRADE).unwrap(), "websocket");
+    let io = TokioIo::new(hyper::upgrade::on(r).await.unwrap());
+    let (r, mut w) = tokio::io::split(io);
+    let mut messages = MessageReader::new(r);
+    // SPDY bytes in binary messages reach the runtime as they are, and come back so.
+    w.write_all(&encode_frame(op::BINARY, b"\x80\x03\x00\x06ping", Some([9, 8, 7, 6]))).await.unwrap();
+    let mut back = Vec::new();
+    while back.len() < 8 {
+        match messages.next().await.unwrap() {
+            Some(Message::Data(op::BINARY, p)) => back.extend(p),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(back, b"\x80\x03\x00\x06ping");
+    w.write_all(&encode_frame(op::CLOSE, &1000u16.to_be_bytes(), Some([1, 1, 1, 1]))).await.unwrap();
+    assert_eq!(messages.next().await.unwrap(), Some(Message::Close(1000u16.to_be_bytes().to_vec())));
+    let head = tokio::time::timeout(Duration::from_secs(5), streaming).await.unwrap().unwrap().to_lowercase();
+    assert!(head.starts_with("post /exec/tok?port=8080 http/1.1\r\n"), "{head}");
+    assert!(head.contains("connection: upgrade\r\n"), "{head}");
+    assert!(head.contains("upgrade: spdy/3.1\r\n"), "{head}");
+    assert!(head.contains("x-stream-protocol-version: portforward.k8s.io\r\n"), "{head}");
+    assert!(!head.contains("sec-websocket"), "{head}");
 }

@@ -48,18 +48,22 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether a request is a WebSocket (version 13) upgrade with a key.
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    header_has_token(headers, header::UPGRADE, "websocket")
+        && header_has_token(headers, header::CONNECTION, "upgrade")
+        && headers.contains_key(header::SEC_WEBSOCKET_KEY)
+        && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13")
+}
+
 /// The protocol the kubelet serves itself for this request: `Some(V5)` for a WebSocket
 /// upgrade that offers `v5.channel.k8s.io`, `None` for everything else (proxied).
 pub(crate) fn bridged_protocol(headers: &HeaderMap) -> Option<&'static str> {
-    let websocket = header_has_token(headers, header::UPGRADE, "websocket")
-        && header_has_token(headers, header::CONNECTION, "upgrade")
-        && headers.contains_key(header::SEC_WEBSOCKET_KEY)
-        && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    (websocket && header_has_token(headers, header::SEC_WEBSOCKET_PROTOCOL, V5)).then_some(V5)
+    (is_websocket_upgrade(headers) && header_has_token(headers, header::SEC_WEBSOCKET_PROTOCOL, V5)).then_some(V5)
 }
 
 /// Frame opcodes.
-mod op {
+pub(crate) mod op {
     pub const CONTINUATION: u8 = 0x0;
     pub const TEXT: u8 = 0x1;
     pub const BINARY: u8 = 0x2;
@@ -186,13 +190,19 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 }
 
 /// Writes frames to one side; frames towards the runtime (we are its client) are masked.
-struct FrameWriter<W> {
+pub(crate) struct FrameWriter<W> {
     inner: Mutex<W>,
     masked: bool,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
-    async fn send(&self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+    /// Writes to `inner`, masking every frame when `masked` (we are the client).
+    pub(crate) fn new(inner: W, masked: bool) -> Self {
+        FrameWriter { inner: Mutex::new(inner), masked }
+    }
+
+    /// Sends one final frame and flushes it.
+    pub(crate) async fn send(&self, opcode: u8, payload: &[u8]) -> io::Result<()> {
         let mask = self.masked.then(rand::random::<[u8; 4]>);
         let frame = encode_frame(opcode, payload, mask);
         let mut w = self.inner.lock().await;
@@ -200,7 +210,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         w.flush().await
     }
 
-    async fn shutdown(&self) {
+    /// Shuts the underlying stream down (errors are of no interest then).
+    pub(crate) async fn shutdown(&self) {
         let _ = self.inner.lock().await.shutdown().await;
     }
 }
@@ -334,8 +345,8 @@ where
 {
     let (client_r, client_w) = tokio::io::split(client);
     let (runtime_r, runtime_w) = tokio::io::split(runtime);
-    let client_w = Arc::new(FrameWriter { inner: Mutex::new(client_w), masked: false });
-    let runtime_w = Arc::new(FrameWriter { inner: Mutex::new(runtime_w), masked: true });
+    let client_w = Arc::new(FrameWriter::new(client_w, false));
+    let runtime_w = Arc::new(FrameWriter::new(runtime_w, true));
     let up = relay(MessageReader::new(client_r), client_w.clone(), runtime_w.clone(), |m| to_runtime(protocol, m));
     let down = relay(MessageReader::new(runtime_r), runtime_w.clone(), client_w.clone(), pass);
     // The runtime closing (the process ended, its status sent) ends the session; the client

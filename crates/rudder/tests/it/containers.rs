@@ -117,11 +117,9 @@ async fn pods_run_in_real_containers() {
     let built = rudder(&["image", "build", "busybox", "--output", image.to_str().unwrap()]);
     assert!(built.status.success(), "image build: {}", text(&built.stderr));
 
-    let mut server = TestServer::start_with_agent(
-        dir.clone(),
-        &["--node-name", &node, "--pod-cidr", &cidr, "--kubelet-port", "0", "--cgroup-root", &cgroup, "--node-ip", "127.0.0.1"],
-    )
-    .await;
+    let node_args =
+        ["--node-name", &node, "--pod-cidr", &cidr, "--kubelet-port", "0", "--cgroup-root", &cgroup, "--node-ip", "127.0.0.1"];
+    let mut server = TestServer::start_with_agent(dir.clone(), &node_args).await;
     wait_for("the node to be Ready", Duration::from_secs(60), || async {
         let out = kubectl(&server, &["get", "node", &node, "-o", "json"]).await;
         let n: Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -141,6 +139,30 @@ async fn pods_run_in_real_containers() {
         eprintln!("containers: a second node joins with `rudder agent`");
         result = std::panic::AssertUnwindSafe(agent_joins(&server, &image)).catch_unwind_boxed().await;
     }
+    if result.is_ok() {
+        eprintln!("containers: pods keep running across a restart of the server and its node agent");
+        let before = pod_json(&server, "e2e-exec", "sh").await.expect("the exec pod exists");
+        let id = before["status"]["containerStatuses"][0]["containerID"].clone();
+        let port_of = |n: &Value| n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].clone();
+        let old_port = port_of(&must_json(&server, &["get", "node", &node, "-o", "json"]).await);
+        server.terminate().await;
+        server = TestServer::start_with_agent(dir.clone(), &node_args).await;
+        result = std::panic::AssertUnwindSafe(async {
+            // The restarted agent listens on a new port (0 picks one) and reports it.
+            wait_for("the node to report its new kubelet port", Duration::from_secs(60), || async {
+                let n = must_json(&server, &["get", "node", &node, "-o", "json"]).await;
+                (port_of(&n) != old_port).then_some(n)
+            })
+            .await;
+            let after = wait_ready(&server, "e2e-exec", "sh").await;
+            let c = &after["status"]["containerStatuses"][0];
+            assert_eq!(c["containerID"], id, "the same container runs on");
+            assert_eq!(c["restartCount"], 0);
+            assert_eq!(must(&server, &["exec", "sh", "-n", "e2e-exec", "--", "echo", "still here"]).await, "still here\n");
+        })
+        .catch_unwind_boxed()
+        .await;
+    }
 
     // Clean up whatever the scenarios left, then the node itself.
     let _ = kubectl(&server, &["delete", "namespace", "e2e-agent", "e2e-web", "e2e-config", "e2e-exit", "e2e-probe", "e2e-exec", "e2e-deploy", "--wait=false"]).await;
@@ -151,6 +173,7 @@ async fn pods_run_in_real_containers() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+    assert!(gone, "every pod is gone once the namespaces are deleted");
 }
 
 /// `rudder agent` joins with the server's token (bootstrap token → CSR → client certificate,
@@ -444,6 +467,35 @@ spec:
     assert!(logs.contains("pod=show") && logs.contains("cfg_size=10"), "fieldRef and envFrom: {logs}");
     assert!(logs.contains("\nblue\n") && logs.contains("\ns3cret\n"), "volume contents: {logs}");
     assert!(logs.contains("tier=\"backend\""), "downward API labels: {logs}");
+
+    // A mounted ConfigMap follows updates (whole files, through the `..data` swap).
+    let file = manifest(
+        server,
+        "follow.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: follow, namespace: e2e-config}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: cfg, mountPath: /etc/cfg}]
+  volumes: [{name: cfg, configMap: {name: cfg}}]
+"#,
+    );
+    must(server, &["apply", "-f", &file]).await;
+    wait_ready(server, "e2e-config", "follow").await;
+    assert_eq!(must(server, &["exec", "follow", "-n", "e2e-config", "--", "cat", "/etc/cfg/color"]).await, "blue");
+    must(server, &["patch", "configmap", "cfg", "-n", "e2e-config", "-p", r#"{"data":{"color":"green"}}"#]).await;
+    wait_for("the volume to show the new ConfigMap value", Duration::from_secs(60), || async {
+        let out = kubectl(server, &["exec", "follow", "-n", "e2e-config", "--", "cat", "/etc/cfg/color"]).await;
+        (text(&out.stdout) == "green").then_some(Value::Null)
+    })
+    .await;
 
     // A missing ConfigMap keeps the container waiting with upstream's reason.
     let file = manifest(

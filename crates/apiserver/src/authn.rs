@@ -370,7 +370,10 @@ impl Authenticator {
             if audiences.is_some_and(|wanted| intersect(API_AUDIENCES, wanted).is_empty()) {
                 return Err("the token is not valid for the requested audiences".into());
             }
-            return Ok(Authenticated { user, audiences: audiences.map(|w| intersect(API_AUDIENCES, w)).unwrap_or_default() });
+            return Ok(Authenticated {
+                user,
+                audiences: audiences.map(|w| intersect(API_AUDIENCES, w)).unwrap_or_default(),
+            });
         }
         let verified = self
             .verify_service_account_token(token, now, audiences)

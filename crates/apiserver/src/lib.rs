@@ -2,7 +2,8 @@
 //!
 //! Startup (one ordered function, [`start`]): data dir → certificates and tokens (`pki`) →
 //! store (`rudder-store`) → default namespaces → watch cache (`cache`) → HTTPS listener
-//! (`serve`) → admin kubeconfig, written only once the server is ready.
+//! (`serve`) → the `kubernetes` Service and its endpoints (`kubernetes_service`, repaired
+//! periodically) → admin kubeconfig, written only once the server is ready.
 //!
 //! Request path (`server`): panic recovery → route (`request`) → authentication (`authn`) →
 //! verb handler (`handlers/`, one verb per file) → shared write pipeline (`registry`) → store.
@@ -14,6 +15,7 @@ pub mod cache;
 pub mod decode;
 pub mod handlers;
 pub mod jwt;
+pub mod kubernetes_service;
 pub mod negotiate;
 pub mod object;
 pub mod openapi;
@@ -77,6 +79,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     serving: tokio::task::JoinHandle<()>,
     compactor: tokio::task::JoinHandle<()>,
+    repair: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -85,6 +88,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.serving.await;
         self.compactor.abort();
+        self.repair.abort();
     }
 }
 
@@ -165,8 +169,13 @@ pub async fn start(config: Config) -> Result<Running> {
         Arc::new(move |req, conn| Box::pin(api.clone().handle(req, conn)))
     };
     let serving = tokio::spawn(serve::serve(listener, tls, handler, shutdown_rx, config.drain_timeout));
+    let endpoint = kubernetes_service::Endpoint { ip: host, port: addr.port() };
+    if let Err(e) = kubernetes_service::reconcile(&api, endpoint).await {
+        tracing::warn!("cannot make the kubernetes service: {}", e.message);
+    }
+    let repair = kubernetes_service::spawn(api.clone(), endpoint);
     api.ready.store(true, Ordering::Release);
     let kubeconfig = config.data_dir.join("admin.kubeconfig");
     pki::write_kubeconfig(&kubeconfig, &format!("https://{advertise}"), &pki)?;
-    Ok(Running { addr, kubeconfig, admin_token: pki.admin_token, shutdown: shutdown_tx, serving, compactor })
+    Ok(Running { addr, kubeconfig, admin_token: pki.admin_token, shutdown: shutdown_tx, serving, compactor, repair })
 }

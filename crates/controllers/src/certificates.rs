@@ -167,34 +167,41 @@ struct Ctx {
     signer: Option<Signer>,
 }
 
+/// A status patch adding condition `kind` (status True) to the request's conditions.
+fn with_condition(csr: &CertificateSigningRequest, kind: &str, reason: &str, message: &str) -> serde_json::Value {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut conditions: Vec<serde_json::Value> = csr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|l| l.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
+        .unwrap_or_default();
+    conditions.push(json!({
+        "type": kind, "status": "True", "reason": reason, "message": message,
+        "lastUpdateTime": now, "lastTransitionTime": now,
+    }));
+    json!({ "status": { "conditions": conditions } })
+}
+
 async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
     let name = csr.name_any();
-    let (approved, denied, failed) = (condition(&csr, "Approved"), condition(&csr, "Denied"), condition(&csr, "Failed"));
+    let (approved, denied, failed) =
+        (condition(&csr, "Approved"), condition(&csr, "Denied"), condition(&csr, "Failed"));
     if denied || failed {
         return Ok(Action::await_change());
     }
     if !approved {
         if let Some((reason, message)) = auto_approval(&csr) {
-            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-            let mut conditions: Vec<serde_json::Value> = csr
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .map(|l| l.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
-                .unwrap_or_default();
-            conditions.push(json!({
-                "type": "Approved", "status": "True", "reason": reason, "message": message,
-                "lastUpdateTime": now, "lastTransitionTime": now,
-            }));
-            let patch = json!({ "status": { "conditions": conditions } });
+            let patch = with_condition(&csr, "Approved", reason, message);
             api.patch_approval(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
         }
         return Ok(Action::await_change());
     }
     let signed = csr.status.as_ref().and_then(|s| s.certificate.as_ref()).is_some_and(|c| !c.0.is_empty());
     let Some(signer) = &ctx.signer else { return Ok(Action::await_change()) };
-    if signed || ![KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, CLIENT_SIGNER].contains(&csr.spec.signer_name.as_str())
+    if signed
+        || ![KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, CLIENT_SIGNER].contains(&csr.spec.signer_name.as_str())
     {
         return Ok(Action::await_change());
     }
@@ -202,20 +209,7 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
     let seconds = csr.spec.expiration_seconds.map(i64::from).unwrap_or(DEFAULT_SECONDS);
     let patch = match signer.sign(&request, &csr.spec.signer_name, seconds) {
         Ok(pem) => json!({ "status": { "certificate": base64::engine::general_purpose::STANDARD.encode(pem) } }),
-        Err(message) => {
-            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-            let mut conditions: Vec<serde_json::Value> = csr
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .map(|l| l.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
-                .unwrap_or_default();
-            conditions.push(json!({
-                "type": "Failed", "status": "True", "reason": "SignerValidationFailure", "message": message,
-                "lastUpdateTime": now, "lastTransitionTime": now,
-            }));
-            json!({ "status": { "conditions": conditions } })
-        }
+        Err(message) => with_condition(&csr, "Failed", "SignerValidationFailure", &message),
     };
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     Ok(Action::await_change())
@@ -295,7 +289,8 @@ mod tests {
         let wrong = request("system:node:n1", "admins", &[]);
         let c = csr(KUBELET_CLIENT_SIGNER, &wrong, "system:bootstrap:abcdef", &["system:bootstrappers"], &usages);
         assert!(auto_approval(&c).is_none());
-        let c = csr(KUBELET_CLIENT_SIGNER, &pem, "system:bootstrap:abcdef", &["system:bootstrappers"], &["server auth"]);
+        let c =
+            csr(KUBELET_CLIENT_SIGNER, &pem, "system:bootstrap:abcdef", &["system:bootstrappers"], &["server auth"]);
         assert!(auto_approval(&c).is_none());
     }
 

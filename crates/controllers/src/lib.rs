@@ -10,6 +10,8 @@ use tokio::sync::watch;
 pub mod certificates;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
 pub mod leader;
 pub mod namespace;
@@ -60,6 +62,8 @@ async fn run_controllers(client: Client, options: Options, shutdown: Shutdown) -
         tokio::spawn(rootca::run(client.clone(), options.root_ca_pem.clone(), shutdown.clone())),
         tokio::spawn(nodelifecycle::run(client.clone(), node_lifecycle_config(&options), shutdown.clone())),
         tokio::spawn(podgc::run(client.clone(), pod_gc_config(&options), shutdown.clone())),
+        tokio::spawn(endpoints::run(client.clone(), shutdown.clone())),
+        tokio::spawn(endpointslice::run(client.clone(), shutdown.clone())),
         tokio::spawn(certificates::run(client.clone(), options.signing_ca.clone(), shutdown.clone())),
     ])
     .await;

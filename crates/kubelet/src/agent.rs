@@ -176,9 +176,11 @@ async fn run_with(
         allocatable_memory_bytes: machine.memory_bytes as i64,
         allocatable_ephemeral_storage_bytes: machine.ephemeral_storage_bytes as i64,
     };
+    // Pod workers read through one shared relist (upstream's PLEG relists once a second).
+    let cached: Arc<dyn Runtime> = Arc::new(crate::cri::CachedRuntime::new(runtime.clone(), Duration::from_millis(500)));
     let shared = Arc::new(Shared {
         client: client.clone(),
-        runtime: runtime.clone(),
+        runtime: cached,
         volumes: Volumes::new(options.dir.join("pods")),
         node: node_facts,
         logs_root: options.dir.join("logs"),

@@ -266,3 +266,200 @@ impl Runtime for CriRuntime {
 pub fn image_spec(image: &str) -> api::ImageSpec {
     api::ImageSpec { image: image.into(), ..Default::default() }
 }
+
+/// A runtime in front of another that answers the kubelet's frequent reads from one shared
+/// relist, as upstream's PLEG does: the container and sandbox lists are fetched at most once
+/// per `max_age` for all pod workers together, and a status is fetched again only when the
+/// list shows its state changed. Any change made through it drops the lists, so the next read
+/// sees it.
+pub struct CachedRuntime {
+    inner: std::sync::Arc<dyn Runtime>,
+    max_age: Duration,
+    containers: tokio::sync::Mutex<Relisted<api::Container, api::ContainerStatus>>,
+    sandboxes: tokio::sync::Mutex<Relisted<api::PodSandbox, api::PodSandboxStatus>>,
+}
+
+struct Relisted<T, S> {
+    taken: Option<tokio::time::Instant>,
+    list: Vec<T>,
+    /// Status by id, with the list state it was fetched at.
+    statuses: std::collections::HashMap<String, (i32, S)>,
+}
+
+impl<T, S> Default for Relisted<T, S> {
+    fn default() -> Self {
+        Relisted { taken: None, list: Vec::new(), statuses: Default::default() }
+    }
+}
+
+impl<T, S> Relisted<T, S> {
+    fn fresh(&self, max_age: Duration) -> bool {
+        self.taken.is_some_and(|t| t.elapsed() < max_age)
+    }
+}
+
+impl CachedRuntime {
+    /// Caches reads of `inner` for up to `max_age`.
+    pub fn new(inner: std::sync::Arc<dyn Runtime>, max_age: Duration) -> CachedRuntime {
+        CachedRuntime { inner, max_age, containers: Default::default(), sandboxes: Default::default() }
+    }
+
+    async fn forget_containers(&self) {
+        self.containers.lock().await.taken = None;
+    }
+
+    async fn forget_sandboxes(&self) {
+        self.sandboxes.lock().await.taken = None;
+    }
+}
+
+#[async_trait]
+impl Runtime for CachedRuntime {
+    async fn version(&self) -> Result<api::VersionResponse> {
+        self.inner.version().await
+    }
+
+    async fn run_pod_sandbox(&self, config: api::PodSandboxConfig) -> Result<String> {
+        let r = self.inner.run_pod_sandbox(config).await;
+        self.forget_sandboxes().await;
+        r
+    }
+
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
+        let r = self.inner.stop_pod_sandbox(id).await;
+        self.forget_sandboxes().await;
+        self.forget_containers().await;
+        r
+    }
+
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        let r = self.inner.remove_pod_sandbox(id).await;
+        self.forget_sandboxes().await;
+        self.forget_containers().await;
+        r
+    }
+
+    async fn pod_sandbox_status(&self, id: &str) -> Result<Option<api::PodSandboxStatus>> {
+        let mut cache = self.sandboxes.lock().await;
+        if cache.fresh(self.max_age)
+            && let Some(listed) = cache.list.iter().find(|s| s.id == id)
+            && let Some((state, status)) = cache.statuses.get(id)
+            && *state == listed.state
+        {
+            return Ok(Some(status.clone()));
+        }
+        let status = self.inner.pod_sandbox_status(id).await?;
+        if let Some(s) = &status {
+            cache.statuses.insert(id.to_string(), (s.state, s.clone()));
+        }
+        Ok(status)
+    }
+
+    async fn list_pod_sandboxes(&self) -> Result<Vec<api::PodSandbox>> {
+        let mut cache = self.sandboxes.lock().await;
+        if !cache.fresh(self.max_age) {
+            cache.list = self.inner.list_pod_sandboxes().await?;
+            cache.taken = Some(tokio::time::Instant::now());
+            let ids: std::collections::HashSet<String> = cache.list.iter().map(|s| s.id.clone()).collect();
+            cache.statuses.retain(|id, _| ids.contains(id));
+        }
+        Ok(cache.list.clone())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: api::ContainerConfig,
+        sandbox_config: api::PodSandboxConfig,
+    ) -> Result<String> {
+        let r = self.inner.create_container(sandbox_id, config, sandbox_config).await;
+        self.forget_containers().await;
+        r
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let r = self.inner.start_container(id).await;
+        self.forget_containers().await;
+        r
+    }
+
+    async fn stop_container(&self, id: &str, timeout_seconds: i64) -> Result<()> {
+        let r = self.inner.stop_container(id, timeout_seconds).await;
+        self.forget_containers().await;
+        r
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let r = self.inner.remove_container(id).await;
+        self.forget_containers().await;
+        r
+    }
+
+    async fn list_containers(&self) -> Result<Vec<api::Container>> {
+        let mut cache = self.containers.lock().await;
+        if !cache.fresh(self.max_age) {
+            cache.list = self.inner.list_containers().await?;
+            cache.taken = Some(tokio::time::Instant::now());
+            let ids: std::collections::HashSet<String> = cache.list.iter().map(|c| c.id.clone()).collect();
+            cache.statuses.retain(|id, _| ids.contains(id));
+        }
+        Ok(cache.list.clone())
+    }
+
+    async fn container_status(&self, id: &str) -> Result<Option<api::ContainerStatus>> {
+        let mut cache = self.containers.lock().await;
+        if cache.fresh(self.max_age)
+            && let Some(listed) = cache.list.iter().find(|c| c.id == id)
+            && let Some((state, status)) = cache.statuses.get(id)
+            && *state == listed.state
+        {
+            return Ok(Some(status.clone()));
+        }
+        let status = self.inner.container_status(id).await?;
+        if let Some(s) = &status {
+            cache.statuses.insert(id.to_string(), (s.state, s.clone()));
+        }
+        Ok(status)
+    }
+
+    async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout_seconds: i64) -> Result<api::ExecSyncResponse> {
+        self.inner.exec_sync(id, cmd, timeout_seconds).await
+    }
+
+    async fn exec(&self, request: api::ExecRequest) -> Result<String> {
+        self.inner.exec(request).await
+    }
+
+    async fn attach(&self, request: api::AttachRequest) -> Result<String> {
+        self.inner.attach(request).await
+    }
+
+    async fn port_forward(&self, request: api::PortForwardRequest) -> Result<String> {
+        self.inner.port_forward(request).await
+    }
+
+    async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>> {
+        self.inner.list_container_stats().await
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {
+        self.inner.image_status(image).await
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<api::AuthConfig>,
+        sandbox_config: Option<api::PodSandboxConfig>,
+    ) -> Result<String> {
+        self.inner.pull_image(image, auth, sandbox_config).await
+    }
+
+    async fn list_images(&self) -> Result<Vec<api::Image>> {
+        self.inner.list_images().await
+    }
+
+    async fn image_fs_info(&self) -> Result<api::ImageFsInfoResponse> {
+        self.inner.image_fs_info().await
+    }
+}

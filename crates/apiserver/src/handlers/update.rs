@@ -29,16 +29,94 @@ where
     F: FnMut(&Value) -> ApiResult<Value> + Send,
 {
     let res = req.resource;
+    if res.group.is_empty() && res.plural == "services" && req.subresource.is_none() {
+        return update_service(srv, req, dry_run, make_new).await;
+    }
+    update_prepared(srv, req, dry_run, &mut make_new, None)
+        .await?
+        .ok_or_else(|| ApiError::internal("an update without a plan went stale"))
+}
+
+/// A service update computed (and its allocations reserved) before the compare-and-swap: it
+/// applies only to the revision it was computed from.
+struct Planned {
+    revision: u64,
+    new: Value,
+}
+
+/// Updates a service: the new object is computed from the current one, what it newly needs
+/// is reserved ([`crate::services::allocate_update`]), and the write applies only if nothing
+/// changed meanwhile (else everything starts over). Once stored, what the old object held and
+/// the new one does not is released; a failed write releases the reservations (a dry run
+/// only checks that what it would reserve is free).
+async fn update_service<F>(srv: &ApiServer, req: &ResourceRequest, dry_run: bool, mut make_new: F) -> ApiResult<Value>
+where
+    F: FnMut(&Value) -> ApiResult<Value> + Send,
+{
+    let res = req.resource;
+    let name = req.name.as_deref().unwrap_or_default();
+    let key = object::key(res, req.namespace.as_deref(), name);
+    let owner = format!("{}/{name}", req.namespace.as_deref().unwrap_or(""));
+    loop {
+        let Some(kv) = srv.store.get(&key).await.map_err(|e| ApiError::from_store(e, gr(res), name))? else {
+            return Err(ApiError::not_found(gr(res), name));
+        };
+        let old = from_storage(res, from_kv(&kv)?)?;
+        let mut new = make_new(&old)?;
+        let reserving = (!dry_run).then_some(owner.as_str());
+        let reserved = crate::services::allocate_update(srv, &old, &mut new, reserving).await?;
+        let plan = Planned { revision: kv.mod_revision, new };
+        let result = update_prepared(srv, req, dry_run, &mut make_new, Some(&plan)).await;
+        match result {
+            Ok(Some(stored)) if !dry_run => {
+                crate::services::release_unheld(srv, &old, &stored).await;
+                if registry::ready_to_remove(&stored) {
+                    // The last finalizer went: the service is gone.
+                    crate::services::release(srv, &stored).await;
+                }
+                return Ok(stored);
+            }
+            Ok(Some(stored)) => {
+                crate::services::release_keys(srv, &reserved).await;
+                return Ok(stored);
+            }
+            // Another writer got in first: start over from its object.
+            Ok(None) => crate::services::release_keys(srv, &reserved).await,
+            Err(e) => {
+                crate::services::release_keys(srv, &reserved).await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Runs the compare-and-swap loop of an update; `None` when `plan` went stale.
+async fn update_prepared<F>(
+    srv: &ApiServer,
+    req: &ResourceRequest,
+    dry_run: bool,
+    make_new: &mut F,
+    plan: Option<&Planned>,
+) -> ApiResult<Option<Value>>
+where
+    F: FnMut(&Value) -> ApiResult<Value> + Send,
+{
+    let res = req.resource;
     let name = req.name.as_deref().unwrap_or_default();
     let key = object::key(res, req.namespace.as_deref(), name);
     let sub = req.subresource.as_deref();
     let mut outcome: Option<Value> = None;
+    let mut stale = false;
     let result = guaranteed_update(&*srv.store, &key, |kv| {
         let old = from_storage(res, from_kv(kv)?)?;
-        let mut new = make_new(&old)?;
-        if res.group.is_empty() && res.plural == "services" && sub.is_none() {
-            crate::services::carry_over(&old, &mut new);
-        }
+        let mut new = match plan {
+            Some(p) if p.revision != kv.mod_revision => {
+                stale = true;
+                return Err(ApiError::conflict(gr(res), name, "the object has been modified meanwhile"));
+            }
+            Some(p) => p.new.clone(),
+            None => make_new(&old)?,
+        };
         registry::check_type(res.kind, &res.api_version(), &mut new)?;
         registry::set_namespace(res, req.namespace.as_deref().filter(|_| res.namespaced), &mut new)?;
         let body_name = meta_str(&new, "name");
@@ -64,22 +142,23 @@ where
     .await;
     let kv = match result {
         Ok(kv) => kv,
+        Err(UpdateError::Aborted(_)) if stale => return Ok(None),
         Err(UpdateError::Aborted(e)) => return Err(e),
         Err(UpdateError::Store(e)) => return Err(ApiError::from_store(e, gr(res), name)),
     };
     let current = from_storage(res, from_kv(&kv)?)?;
     if dry_run {
-        return Ok(outcome.unwrap_or(current));
+        return Ok(Some(outcome.unwrap_or(current)));
     }
     if registry::ready_to_remove(&current) {
         // The last finalizer is gone from an object being deleted: remove it now.
         return match srv.store.delete(&key, Some(kv.mod_revision)).await {
-            Ok(deleted) => from_storage(res, from_kv(&deleted)?),
-            Err(rudder_store::Error::NotFound(_)) | Err(rudder_store::Error::Conflict { .. }) => Ok(current),
+            Ok(deleted) => from_storage(res, from_kv(&deleted)?).map(Some),
+            Err(rudder_store::Error::NotFound(_)) | Err(rudder_store::Error::Conflict { .. }) => Ok(Some(current)),
             Err(e) => Err(ApiError::from_store(e, gr(res), name)),
         };
     }
-    Ok(current)
+    Ok(Some(current))
 }
 
 /// `PUT .../<resource>/<name>[/status|/finalize]`.

@@ -239,7 +239,7 @@ async fn kubectl_create_apply_get_and_scale() {
 
     // `-o name` over several kinds.
     let names = must(&server, &["get", "deploy,cm,svc", "-o", "name"]).await;
-    assert_eq!(lines(&names), ["deployment.apps/web", "configmap/web-config", "service/web"]);
+    assert_eq!(lines(&names), ["deployment.apps/web", "configmap/web-config", "service/kubernetes", "service/web"]);
     let table = must(&server, &["get", "deployments"]).await;
     assert!(lines(&table)[0].starts_with("NAME") && table.contains("web"), "{table}");
 

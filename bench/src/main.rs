@@ -7,10 +7,12 @@
 
 mod control;
 mod creates;
+mod dns;
 mod list;
 mod net;
 mod pods;
 mod procs;
+mod proxy;
 mod report;
 mod servers;
 mod startup;
@@ -109,6 +111,27 @@ pub struct Cli {
     /// Restarts (images present) the pods scenario measures to the first pod Running.
     #[arg(long, global = true, default_value_t = 3)]
     node_starts: usize,
+    /// Services in the synthetic index of the dns scenario.
+    #[arg(long, global = true, default_value_t = 1000)]
+    dns_services: usize,
+    /// Concurrent UDP clients of the dns scenario.
+    #[arg(long, global = true, default_value_t = 16)]
+    dns_clients: usize,
+    /// Seconds the dns scenario measures for.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    dns_seconds: f64,
+    /// Services in the proxy scenario.
+    #[arg(long, global = true, default_value_t = 1000)]
+    proxy_services: usize,
+    /// Ready endpoints per Service in the proxy scenario.
+    #[arg(long, global = true, default_value_t = 10)]
+    proxy_endpoints: usize,
+    /// Full syncs of each kind the proxy scenario measures (the median counts).
+    #[arg(long, global = true, default_value_t = 5)]
+    proxy_full_runs: usize,
+    /// One-endpoint changes the proxy scenario measures.
+    #[arg(long, global = true, default_value_t = 50)]
+    proxy_changes: usize,
 }
 
 #[derive(Subcommand, Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +156,10 @@ enum What {
     Nodes,
     /// Scenario 8: pods in real containers through the node agent (root, containerd, runc, CNI).
     Pods,
+    /// Scenario 9: the cluster DNS server in process, queries/s and latency (no API server).
+    Dns,
+    /// Scenario 10: the service proxy's full and one-endpoint syncs into nftables (root, nft).
+    Proxy,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +212,8 @@ pub struct Results {
     pub rollout: Option<control::RolloutOutcome>,
     pub nodes: Option<control::NodesOutcome>,
     pub pods: Option<pods::Outcome>,
+    pub dns: Option<dns::Outcome>,
+    pub proxy: Option<proxy::Outcome>,
     pub failures: Vec<String>,
     /// Wall time of the whole run, and the cores' worth of CPU that other processes used meanwhile.
     pub run_secs: f64,
@@ -352,22 +381,25 @@ async fn scenario_startup(
 
 async fn run(cli: Cli) -> Result<bool> {
     let rudder_bin = cli.rudder.clone().unwrap_or_else(default_rudder);
-    procs::require_file(
-        &rudder_bin,
-        "build it with `cargo build --release -p rudder-bench -p rudder` (or pass --rudder)",
-    )?;
+    // The dns scenario runs in process: it needs neither rudder nor etcd.
+    if !matches!(cli.what, What::Dns | What::Proxy) {
+        procs::require_file(
+            &rudder_bin,
+            "build it with `cargo build --release -p rudder-bench -p rudder` (or pass --rudder)",
+        )?;
+    }
     // The pods scenario alone has no etcd side.
     let etcd_bin = match (&cli.etcd, cli.what) {
         (Some(p), _) => p.clone(),
-        (None, What::Pods) => procs::which("etcd").unwrap_or_else(|| PathBuf::from("etcd")),
+        (None, What::Pods | What::Dns | What::Proxy) => procs::which("etcd").unwrap_or_else(|| PathBuf::from("etcd")),
         (None, _) => procs::which("etcd")
             .context("etcd not found on PATH; install Debian's etcd-server (bench/run does) or pass --etcd")?,
     };
-    if cli.what != What::Pods {
+    if !matches!(cli.what, What::Pods | What::Dns | What::Proxy) {
         procs::require_file(&etcd_bin, "pass --etcd")?;
     }
     let etcd_version = procs::version_of(&etcd_bin);
-    if cli.what != What::Pods && !etcd_version.contains("3.4") {
+    if !matches!(cli.what, What::Pods | What::Dns | What::Proxy) && !etcd_version.contains("3.4") {
         eprintln!("warning: the reference is meant to be etcd 3.4; found {etcd_version:?}");
     }
 
@@ -463,6 +495,36 @@ async fn run(cli: Cli) -> Result<bool> {
         }
     }
 
+    if all || what == What::Dns {
+        quiet(&cli).await;
+        eprintln!("dns: {} services, {} UDP clients, {} s ...", cli.dns_services, cli.dns_clients, cli.dns_seconds);
+        match tokio::time::timeout(limit, dns::run(cli.dns_services, cli.dns_clients, cli.dns_seconds)).await {
+            Ok(Ok(o)) => {
+                let (qps, p99) = (o.qps(), stats::ms(o.p99));
+                eprintln!("  {qps:.0} queries/s, p99 {p99:.3} ms, server {:.2} cores", o.server_cores);
+                out.dns = Some(o);
+            }
+            Ok(Err(e)) => out.failures.push(format!("dns: {e:#}")),
+            Err(_) => out.failures.push("dns: timed out".into()),
+        }
+    }
+    if all || what == What::Proxy {
+        quiet(&cli).await;
+        let params = proxy::Params {
+            services: cli.proxy_services,
+            endpoints: cli.proxy_endpoints,
+            full_runs: cli.proxy_full_runs,
+            changes: cli.proxy_changes,
+        };
+        match tokio::task::spawn_blocking(move || proxy::run(params)).await {
+            Ok(Ok(Some(o))) => out.proxy = Some(o),
+            Ok(Ok(None)) if what == What::Proxy => out.failures.push("proxy: skipped (see above)".into()),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => out.failures.push(format!("proxy: {e:#}")),
+            Err(e) => out.failures.push(format!("proxy: {e}")),
+        }
+    }
+
     out.run_secs = run_start.elapsed().as_secs_f64();
     let ours = procs::own_and_reaped_children_cpu_time().saturating_sub(own_start);
     out.other_cpu =
@@ -497,6 +559,7 @@ fn main() {
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
         pods::emergency_cleanup();
+        proxy::emergency_cleanup();
         procs::cleanup_all();
         std::process::exit(101);
     }));
@@ -515,6 +578,7 @@ fn main() {
             }
             eprintln!("interrupted: stopping the servers and removing temporary files");
             pods::emergency_cleanup();
+            proxy::emergency_cleanup();
             procs::cleanup_all();
             std::process::exit(130);
         });

@@ -823,6 +823,12 @@ fn control_sections(r: &Results) -> Vec<(&'static str, crate::control::RunInfo, 
     if let Some(o) = &r.pods {
         out.push(crate::pods::section(o));
     }
+    if let Some(o) = &r.dns {
+        out.push(crate::dns::section(o));
+    }
+    if let Some(o) = &r.proxy {
+        out.push(crate::proxy::section(o));
+    }
     out
 }
 
@@ -864,7 +870,7 @@ pub fn write_block(path: &Path, key: &str, section: &str) -> Result<()> {
     let new = match (existing.find(&begin), existing.find(&end)) {
         (Some(b), Some(e)) if e > b => format!("{}{}{}", &existing[..b], block, &existing[e + end.len()..]),
         _ => {
-            let after = ["pods", "nodes", "rollout", "scheduler"]
+            let after = ["proxy", "dns", "pods", "nodes", "rollout", "scheduler"]
                 .iter()
                 .filter_map(|k| {
                     let m = format!("<!-- rudder-bench {k}: end -->");

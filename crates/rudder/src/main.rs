@@ -203,7 +203,11 @@ async fn start_components(
         let data_dir = kubeconfig.parent().map(PathBuf::from).unwrap_or_default();
         let options = agent_options(args, &data_dir)?;
         let (c, s) = (client.clone(), shutdown.clone());
+        let mut proxy = rudder_proxy::Options::new(options.node_name.clone(), vec![options.node_ip]);
+        proxy.load_balancer = true;
         tasks.push(tokio::spawn(async move { report("node agent")(rudder_kubelet::agent::run(c, options, s).await) }));
+        let (c, s) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move { report("service proxy")(rudder_proxy::run(c, proxy, s).await) }));
     }
     Ok(tasks)
 }
@@ -306,6 +310,8 @@ async fn agent(args: AgentArgs) -> Result<()> {
     options.server_tls = Some(joined.tls);
     println!("rudder agent: joined; node credentials in {}", joined.kubeconfig.display());
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let proxy_options = rudder_proxy::Options::new(options.node_name.clone(), vec![options.node_ip]);
+    let proxy = tokio::spawn(rudder_proxy::run(joined.client.clone(), proxy_options, stopped.clone()));
     let mut task = tokio::spawn(rudder_kubelet::agent::run(joined.client, options, stopped));
     tokio::select! {
         _ = wait_for_signal() => {
@@ -316,8 +322,15 @@ async fn agent(args: AgentArgs) -> Result<()> {
             }
         }
         result = &mut task => {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(10), proxy).await;
             result.context("the node agent stopped")??;
+            println!("rudder agent stopped");
+            return Ok(());
         }
+    }
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(10), proxy).await {
+        eprintln!("the service proxy stopped: {e:#}");
     }
     println!("rudder agent stopped");
     Ok(())

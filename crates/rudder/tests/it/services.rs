@@ -1,0 +1,350 @@
+//! Services on real containers through the service proxy (`rudder-proxy`, nftables): a
+//! Deployment behind a ClusterIP/NodePort Service answers on the cluster IP from a pod and from
+//! the host, on the NodePort at the node's bridge address, a Service without endpoints is
+//! refused at once, a pod reaches itself through its own Service (hairpin), scaling down moves
+//! traffic to the remaining pod, a LoadBalancer Service gets the node's address, and the
+//! proxy's table is gone after the server stops.
+//!
+//! Runs only with `RUDDER_E2E_CONTAINERS=1` (root, containerd, runc, CNI plugins, nftables).
+//! Traffic goes only to the node's own pod range and Service range; the node agent's egress
+//! guard (installed before any pod exists) keeps either from ever leaving through the uplink.
+
+use crate::common::{TestServer, containers_enabled};
+use crate::kubectl::{kubectl, manifest, must, text};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+async fn wait_for<F, Fut, T>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn rudder(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rudder")).args(args).output().expect("rudder runs")
+}
+
+/// HTTP GET from the host with curl: (exit code, body).
+fn curl(url: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new("curl").args(["-sS", "--max-time", "5", url]).output().expect("curl runs");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `GET /` over HTTP/1.0 with busybox `nc` inside a pod (busybox `wget` crashes in these
+/// static images): (a 200 answer, its body, nc's stderr, how long it took).
+async fn get_in(server: &TestServer, ns: &str, pod: &str, host: &str, port: u64) -> (bool, String, String, Duration) {
+    let start = Instant::now();
+    let script = format!(r#"printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 {host} {port}"#);
+    let out = kubectl(server, &["exec", "-n", ns, pod, "--", "sh", "-c", &script]).await;
+    let took = start.elapsed();
+    let answer = text(&out.stdout);
+    let ok = out.status.success() && answer.starts_with("HTTP/1.1 200");
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (ok, body, text(&out.stderr), took)
+}
+
+async fn get_json(server: &TestServer, args: &[&str]) -> Option<Value> {
+    let out = kubectl(server, args).await;
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+async fn wait_ready(server: &TestServer, ns: &str, name: &str) -> Value {
+    wait_for(&format!("pod {ns}/{name} to be Ready"), Duration::from_secs(90), || async {
+        get_json(server, &["get", "pod", name, "-n", ns, "-o", "json"]).await.filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+    })
+    .await
+}
+
+/// Removes what outlives the server by design: the node's CNI bridge and the pods' cgroups.
+fn remove_node_leftovers(dir: &Path, cgroup_root: &str) {
+    let bridge = format!("rudder-{}", rudder_kubelet::network::short_hash(&dir.join("agent").display().to_string()));
+    let _ =
+        std::process::Command::new("ip").args(["link", "del", &bridge]).stderr(std::process::Stdio::null()).status();
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else { return };
+    for c in controllers.flatten() {
+        let root = c.path().join(cgroup_root.trim_start_matches('/'));
+        if root.is_dir() {
+            let _ = std::process::Command::new("find")
+                .arg(&root)
+                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Unmounts whatever containerd left mounted under `dir` (deepest first).
+fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let prefix = dir.display().to_string();
+    let mut mounts: Vec<&str> =
+        info.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|m| m.starts_with(&prefix)).collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = std::process::Command::new("umount").args(["-l", m]).status();
+    }
+}
+
+fn nft_tables() -> String {
+    let out = std::process::Command::new("nft").args(["list", "tables"]).output().expect("nft runs");
+    text(&out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_reach_pods_through_the_proxy() {
+    if !containers_enabled() {
+        eprintln!("skipped: set RUDDER_E2E_CONTAINERS=1 (root, containerd, runc, CNI plugins) to run");
+        return;
+    }
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let node = format!("it-svc-{}", std::process::id());
+    // containers.rs takes n and n + 1 for its nodes in the same test binary.
+    let n = (std::process::id() % 200) + 42;
+    let cidr = format!("10.42.{n}.0/24");
+    let gateway = format!("10.42.{n}.1");
+    let cgroup = format!("/rudder-it-svc-{}", std::process::id());
+    let image = dir.path().join("busybox.tar");
+    let built = rudder(&["image", "build", "busybox", "--output", image.to_str().unwrap()]);
+    assert!(built.status.success(), "image build: {}", text(&built.stderr));
+
+    let mut server = TestServer::start_with_agent(
+        dir.clone(),
+        &[
+            "--node-name",
+            &node,
+            "--pod-cidr",
+            &cidr,
+            "--kubelet-port",
+            "0",
+            "--cgroup-root",
+            &cgroup,
+            "--node-ip",
+            "127.0.0.1",
+        ],
+    )
+    .await;
+    let table = rudder_proxy::Options::new(node.clone(), vec![]).table;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        wait_for("the node to be Ready", Duration::from_secs(60), || async {
+            let n = get_json(&server, &["get", "node", &node, "-o", "json"]).await?;
+            n["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                .then_some(())
+        })
+        .await;
+        let imported =
+            rudder(&["image", "import", "--data-dir", dir.path().to_str().unwrap(), image.to_str().unwrap()]);
+        assert!(imported.status.success(), "image import: {}", text(&imported.stderr));
+        wait_for("the proxy's table", Duration::from_secs(30), || async {
+            nft_tables().contains(&format!("table inet {table}\n")).then_some(())
+        })
+        .await;
+        scenario(&server, &gateway).await;
+    })
+    .catch_unwind_boxed()
+    .await;
+
+    let _ = kubectl(&server, &["delete", "namespace", "e2e-svc", "--wait=false"]).await;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let out = kubectl(&server, &["get", "pods", "-n", "e2e-svc", "-o", "name"]).await;
+        if out.status.success() && text(&out.stdout).trim().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    server.terminate().await;
+    let left = nft_tables();
+    unmount_under(dir.path());
+    remove_node_leftovers(dir.path(), &cgroup);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(!left.contains(&format!("table inet {table}\n")), "the proxy removes its table on shutdown: {left}");
+}
+
+trait CatchUnwind: std::future::Future + Sized {
+    fn catch_unwind_boxed(self) -> futures::future::CatchUnwind<Self>
+    where
+        Self: std::panic::UnwindSafe,
+    {
+        futures::FutureExt::catch_unwind(self)
+    }
+}
+impl<F: std::future::Future> CatchUnwind for F {}
+
+async fn scenario(server: &TestServer, gateway: &str) {
+    must(server, &["create", "namespace", "e2e-svc"]).await;
+    let file = manifest(
+        server,
+        "services.yaml",
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: e2e-svc}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox:latest
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /index.html, port: http}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: e2e-svc}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: web, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: e2e-svc}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: solo, namespace: e2e-svc, labels: {app: solo}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "mkdir -p /www && echo hello from solo > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    readinessProbe:
+      httpGet: {path: /index.html, port: 8080}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo, namespace: e2e-svc}
+spec:
+  selector: {app: solo}
+  ports: [{port: 8000, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: e2e-svc}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: busybox:latest, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}
+"#,
+    );
+    must(server, &["apply", "-f", &file]).await;
+    let svc = get_json(server, &["get", "service", "web", "-n", "e2e-svc", "-o", "json"]).await.expect("service web");
+    let ip = svc["spec"]["clusterIP"].as_str().expect("cluster IP").to_string();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().expect("node port");
+    assert!(ip.starts_with("10.43."), "{ip}");
+    let empty = get_json(server, &["get", "service", "empty", "-n", "e2e-svc", "-o", "json"]).await.expect("service");
+    let empty_ip = empty["spec"]["clusterIP"].as_str().expect("cluster IP").to_string();
+    let solo = get_json(server, &["get", "service", "solo", "-n", "e2e-svc", "-o", "json"]).await.expect("service");
+    let solo_ip = solo["spec"]["clusterIP"].as_str().expect("cluster IP").to_string();
+    wait_ready(server, "e2e-svc", "client").await;
+    wait_ready(server, "e2e-svc", "solo").await;
+
+    eprintln!("services: ClusterIP from a pod reaches both replicas");
+    let url = format!("http://{ip}/");
+    let mut seen = std::collections::BTreeSet::new();
+    let start = Instant::now();
+    while seen.len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(90), "both replicas answer on {url}; seen {seen:?}");
+        let (ok, body, err, _) = get_in(server, "e2e-svc", "client", &ip, 80).await;
+        if ok {
+            assert!(body.starts_with("hello from web-"), "body through the Service: {body:?}");
+            seen.insert(body.trim().to_string());
+        } else {
+            eprintln!("  not yet: {}", err.trim());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    eprintln!("services: ClusterIP from the host");
+    let (code, body) = curl(&url);
+    assert!(code == Some(0) && body.starts_with("hello from web-"), "host → cluster IP: {code:?} {body:?}");
+
+    eprintln!("services: NodePort on the node's bridge address, from a pod and from the host");
+    let np_url = format!("http://{gateway}:{node_port}/");
+    let (ok, body, err, _) = get_in(server, "e2e-svc", "client", gateway, node_port).await;
+    assert!(ok && body.starts_with("hello from web-"), "pod → node port: {body:?} {err}");
+    let (code, body) = curl(&np_url);
+    assert!(code == Some(0) && body.starts_with("hello from web-"), "host → node port: {code:?} {body:?}");
+
+    eprintln!("services: no endpoints is refused at once");
+    let (ok, body, err, took) = get_in(server, "e2e-svc", "client", &empty_ip, 80).await;
+    assert!(!ok && body.is_empty(), "a Service without endpoints answered: {body:?}");
+    assert!(err.contains("Connection refused"), "refused, not timed out: {err:?} after {took:?}");
+    let started = Instant::now();
+    let (code, body) = curl(&format!("http://{empty_ip}/"));
+    assert_eq!((code, body.as_str()), (Some(7), ""), "curl: connection refused");
+    assert!(started.elapsed() < Duration::from_secs(2), "refused fast, took {:?}", started.elapsed());
+    // A port the Service does not have is refused too, not routed anywhere.
+    let (code, _) = curl(&format!("http://{ip}:81/"));
+    assert_eq!(code, Some(7), "an unserved port of a cluster IP is refused");
+
+    eprintln!("services: hairpin (a pod through its own Service)");
+    let (ok, body, err, _) = get_in(server, "e2e-svc", "solo", &solo_ip, 8000).await;
+    assert!(ok && body.trim() == "hello from solo", "hairpin: {body:?} {err}");
+
+    eprintln!("services: scaling down moves all traffic to the remaining replica");
+    must(server, &["scale", "deployment", "web", "-n", "e2e-svc", "--replicas=1"]).await;
+    let left = wait_for("one replica left", Duration::from_secs(60), || async {
+        let pods = get_json(server, &["get", "pods", "-n", "e2e-svc", "-l", "app=web", "-o", "json"]).await?;
+        let items = pods["items"].as_array()?;
+        let live: Vec<&Value> = items.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect();
+        (items.len() == 1 && live.len() == 1)
+            .then(|| live[0]["metadata"]["name"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    wait_for("every answer from the remaining replica", Duration::from_secs(30), || async {
+        for _ in 0..6 {
+            let (ok, body, _, _) = get_in(server, "e2e-svc", "client", &ip, 80).await;
+            if !ok || body.trim() != format!("hello from {left}") {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+
+    eprintln!("services: LoadBalancer gets the node address");
+    must(server, &["patch", "service", "web", "-n", "e2e-svc", "-p", r#"{"spec":{"type":"LoadBalancer"}}"#]).await;
+    let ingress = wait_for("a load balancer ingress", Duration::from_secs(30), || async {
+        let s = get_json(server, &["get", "service", "web", "-n", "e2e-svc", "-o", "json"]).await?;
+        let ingress = s["status"]["loadBalancer"]["ingress"].as_array()?.clone();
+        (!ingress.is_empty()).then_some(ingress)
+    })
+    .await;
+    assert_eq!(ingress, vec![serde_json::json!({"ip": "127.0.0.1", "ipMode": "VIP"})]);
+    let (code, body) = curl(&np_url);
+    assert!(code == Some(0) && body.starts_with("hello from web-"), "node port of the LoadBalancer: {code:?} {body:?}");
+}

@@ -144,6 +144,17 @@ impl Sources {
     }
 }
 
+/// Resolves once `shutdown` turns true (or its sender is gone); holds no borrow across an
+/// await, so the future stays `Send`.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        let stop = *shutdown.borrow_and_update();
+        if stop || shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Serves cluster DNS until `shutdown` turns true: binds the listeners first (an error when an
 /// address cannot be bound), waits up to [`SYNC_TIMEOUT`] for the first lists of Services,
 /// EndpointSlices and Namespaces (and Pods with [`PodMode::Verified`]), then answers, rebuilding
@@ -167,7 +178,7 @@ pub async fn run(client: Client, options: Options, mut shutdown: watch::Receiver
                 tracing::warn!("cluster DNS: starting with unsynced Kubernetes API");
             }
         }
-        _ = shutdown.wait_for(|s| *s) => {
+        _ = stopped(&mut shutdown) => {
             return server.shutdown().await;
         }
     }
@@ -180,7 +191,7 @@ pub async fn run(client: Client, options: Options, mut shutdown: watch::Receiver
                 tracing::debug!(names = index.len(), "cluster DNS index rebuilt");
                 let _ = tx.send(Arc::new(index));
             }
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = stopped(&mut shutdown) => break,
         }
     }
     server.shutdown().await

@@ -202,12 +202,9 @@ async fn start_components(
     if !args.disable_agent {
         let data_dir = kubeconfig.parent().map(PathBuf::from).unwrap_or_default();
         let options = agent_options(args, &data_dir)?;
+        tasks.extend(node_network(&client, &options.node_name, options.node_ip, true, shutdown));
         let (c, s) = (client.clone(), shutdown.clone());
-        let mut proxy = rudder_proxy::Options::new(options.node_name.clone(), vec![options.node_ip]);
-        proxy.load_balancer = true;
         tasks.push(tokio::spawn(async move { report("node agent")(rudder_kubelet::agent::run(c, options, s).await) }));
-        let (c, s) = (client.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move { report("service proxy")(rudder_proxy::run(c, proxy, s).await) }));
     }
     Ok(tasks)
 }
@@ -310,30 +307,105 @@ async fn agent(args: AgentArgs) -> Result<()> {
     options.server_tls = Some(joined.tls);
     println!("rudder agent: joined; node credentials in {}", joined.kubeconfig.display());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let proxy_options = rudder_proxy::Options::new(options.node_name.clone(), vec![options.node_ip]);
-    let proxy = tokio::spawn(rudder_proxy::run(joined.client.clone(), proxy_options, stopped.clone()));
+    let network = node_network(&joined.client, &options.node_name, options.node_ip, false, &stopped);
     let mut task = tokio::spawn(rudder_kubelet::agent::run(joined.client, options, stopped));
-    tokio::select! {
+    let outcome = tokio::select! {
         _ = wait_for_signal() => {
             println!("rudder agent is shutting down");
             let _ = stop.send(true);
-            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(10), &mut task).await {
-                r?;
+            match tokio::time::timeout(Duration::from_secs(10), &mut task).await {
+                Ok(Ok(r)) => r,
+                _ => Ok(()),
             }
         }
         result = &mut task => {
             let _ = stop.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(10), proxy).await;
-            result.context("the node agent stopped")??;
-            println!("rudder agent stopped");
-            return Ok(());
+            result.context("the node agent stopped").and_then(|r| r)
         }
+    };
+    for t in network {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(10), proxy).await {
-        eprintln!("the service proxy stopped: {e:#}");
-    }
+    outcome?;
     println!("rudder agent stopped");
     Ok(())
+}
+
+/// The service proxy and the cluster DNS of a node. DNS answers on the cluster DNS address,
+/// put on a local link of the node (one server per host: a second node on the same host finds
+/// the address taken and leaves DNS to the first).
+fn node_network(
+    client: &kube::Client,
+    node: &str,
+    node_ip: IpAddr,
+    load_balancer: bool,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let mut proxy = rudder_proxy::Options::new(node.to_string(), vec![node_ip]);
+    proxy.load_balancer = load_balancer;
+    let (c, s) = (client.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = rudder_proxy::run(c, proxy, s).await {
+            tracing::error!("service proxy stopped: {e:#}");
+        }
+    }));
+    let (c, mut s) = (client.clone(), shutdown.clone());
+    let link = rudder_dns::link::link_name_for(node);
+    tasks.push(tokio::spawn(async move {
+        let ip = IpAddr::V4(rudder_dns::CLUSTER_DNS_IP);
+        if let Err(e) = rudder_dns::link::ensure_local_address(&link, ip) {
+            tracing::error!("cluster DNS not served on this node: cannot add {ip} to {link}: {e:#}");
+            return;
+        }
+        match rudder_dns::run(c, rudder_dns::Options::default(), s.clone()).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!("cluster DNS not served by this node ({e:#}); another node on this host may serve it");
+                loop {
+                    let stopping = *s.borrow();
+                    if stopping || s.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = rudder_dns::link::remove_local_address(&link, ip);
+    }));
+    tasks
+}
+
+/// The `kube-dns` Service: the cluster DNS address for clients that look it up. The node-local
+/// DNS serves it on every node, so the service proxy leaves it alone (upstream's
+/// `service-proxy-name` label says another proxy handles it).
+async fn publish_dns_service(client: &kube::Client) -> Result<()> {
+    use k8s_openapi::api::core::v1::Service;
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "kube-system");
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": "kube-system",
+            "labels": {
+                "k8s-app": "kube-dns",
+                "kubernetes.io/name": "Rudder-DNS",
+                "service.kubernetes.io/service-proxy-name": "rudder-node-local-dns",
+            },
+        },
+        "spec": {
+            "clusterIP": rudder_dns::CLUSTER_DNS_IP.to_string(),
+            "ports": [
+                { "name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53 },
+                { "name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53 },
+            ],
+        },
+    }))?;
+    match services.create(&kube::api::PostParams::default(), &service).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e).context("cannot create the kube-dns Service"),
+    }
 }
 
 /// `rudder image ...`
@@ -430,7 +502,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         tokio::spawn(async move {
             for _ in 0..10 {
                 let published = match local_client(&kubeconfig).await {
-                    Ok(client) => publish_join_token(&client, &join).await,
+                    Ok(client) => match publish_join_token(&client, &join).await {
+                        Ok(()) => publish_dns_service(&client).await,
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
                 };
                 match published {

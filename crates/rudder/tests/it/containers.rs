@@ -8,6 +8,9 @@
 
 use crate::common::{TestServer, containers_enabled};
 use crate::kubectl::{kubectl, manifest, must, must_json, text};
+use crate::node::{
+    CatchUnwind, curl, pod_json, remove_node_leftovers, rudder, unmount_under, wait_for, wait_node_ready, wait_phase, wait_ready,
+};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,90 +21,13 @@ fn unique_pod_cidr() -> String {
     format!("10.42.{n}.0/24")
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Value
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<Value>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
-async fn pod_json(server: &TestServer, ns: &str, name: &str) -> Option<Value> {
-    let out = kubectl(server, &["get", "pod", name, "-n", ns, "-o", "json"]).await;
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-}
 
-async fn wait_phase(server: &TestServer, ns: &str, name: &str, phase: &str) -> Value {
-    wait_for(&format!("pod {ns}/{name} to be {phase}"), Duration::from_secs(90), || async {
-        pod_json(server, ns, name).await.filter(|p| p["status"]["phase"] == phase)
-    })
-    .await
-}
 
-async fn wait_ready(server: &TestServer, ns: &str, name: &str) -> Value {
-    wait_for(&format!("pod {ns}/{name} to be Ready"), Duration::from_secs(90), || async {
-        pod_json(server, ns, name).await.filter(|p| {
-            p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|l| l.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
-    })
-    .await
-}
 
-fn rudder(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_rudder")).args(args).output().expect("rudder runs")
-}
 
-/// HTTP GET with curl from the host (inside the cluster's own ranges only; the node agent's
-/// egress guard is in place before any pod exists).
-fn curl(url: &str) -> (bool, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "5", url])
-        .output()
-        .expect("curl runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
-/// Removes what outlives the server by design (as with a stopped kubelet): the CNI bridge of
-/// the node and the pods' cgroups under the test's own cgroup root.
-fn remove_node_leftovers(dir: &Path, cgroup_root: &str) {
-    let bridge = format!("rudder-{}", rudder_kubelet::network::short_hash(&dir.join("agent").display().to_string()));
-    let _ = std::process::Command::new("ip").args(["link", "del", &bridge]).stderr(std::process::Stdio::null()).status();
-    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else { return };
-    for c in controllers.flatten() {
-        let root = c.path().join(cgroup_root.trim_start_matches('/'));
-        if root.is_dir() {
-            let _ = std::process::Command::new("find")
-                .arg(&root)
-                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
 
-/// Unmounts whatever containerd left mounted under `dir` (deepest first).
-fn unmount_under(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
-    let prefix = dir.display().to_string();
-    let mut mounts: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| m.starts_with(&prefix))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mounts {
-        let _ = std::process::Command::new("umount").args(["-l", m]).status();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_run_in_real_containers() {
@@ -109,6 +35,7 @@ async fn pods_run_in_real_containers() {
         eprintln!("skipped: set RUDDER_E2E_CONTAINERS=1 (root, containerd, runc, CNI plugins) to run");
         return;
     }
+    let _host = crate::node::exclusive().await;
     let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
     let node = format!("it-node-{}", std::process::id());
     let cidr = unique_pod_cidr();
@@ -120,16 +47,7 @@ async fn pods_run_in_real_containers() {
     let node_args =
         ["--node-name", &node, "--pod-cidr", &cidr, "--kubelet-port", "0", "--cgroup-root", &cgroup, "--node-ip", "127.0.0.1"];
     let mut server = TestServer::start_with_agent(dir.clone(), &node_args).await;
-    wait_for("the node to be Ready", Duration::from_secs(60), || async {
-        let out = kubectl(&server, &["get", "node", &node, "-o", "json"]).await;
-        let n: Value = serde_json::from_slice(&out.stdout).ok()?;
-        n["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            .then_some(n)
-    })
-    .await;
+    wait_node_ready(&server, &node).await;
     let imported = rudder(&["image", "import", "--data-dir", dir.path().to_str().unwrap(), image.to_str().unwrap()]);
     assert!(imported.status.success(), "image import: {}", text(&imported.stderr));
     assert!(text(&imported.stdout).contains("docker.io/library/busybox:latest"), "{}", text(&imported.stdout));
@@ -195,12 +113,7 @@ async fn agent_joins(server: &TestServer, image: &Path) {
         .spawn()
         .expect("rudder agent starts");
     let outcome = std::panic::AssertUnwindSafe(async {
-        wait_for("the agent's node to be Ready", Duration::from_secs(60), || async {
-            let out = kubectl(server, &["get", "node", &node, "-o", "json"]).await;
-            let n: Value = serde_json::from_slice(&out.stdout).ok()?;
-            n["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True").then_some(n)
-        })
-        .await;
+        wait_node_ready(server, &node).await;
         let csrs = must(server, &["get", "csr", "-o", "json"]).await;
         let csrs: Value = serde_json::from_str(&csrs).unwrap();
         let signers: Vec<&str> = csrs["items"]
@@ -262,16 +175,6 @@ async fn wait_for_no_pods(server: &TestServer) -> bool {
     false
 }
 
-trait CatchUnwind: std::future::Future + Sized {
-    fn catch_unwind_boxed(self) -> futures::future::CatchUnwind<Self>
-    where
-        Self: std::panic::UnwindSafe,
-    {
-        futures::FutureExt::catch_unwind(self)
-    }
-}
-impl<F: std::future::Future> CatchUnwind for F {}
-
 async fn scenarios(server: &TestServer, node: &str) {
     let step = |name: &str| eprintln!("containers: {name}");
     step("HTTP server on the pod IP");
@@ -332,8 +235,8 @@ spec:
     assert_eq!(c["ready"], true);
     assert!(c["containerID"].as_str().unwrap().starts_with("containerd://"));
     assert_eq!(pod["status"]["qosClass"], "BestEffort");
-    let (ok, body) = curl(&format!("http://{ip}:8080/index.html"));
-    assert!(ok && body.trim() == "hello from rudder", "curl to the pod IP answered {ok} {body:?}");
+    let (code, body) = curl(&format!("http://{ip}:8080/index.html"));
+    assert!(code == Some(0) && body.trim() == "hello from rudder", "curl to the pod IP answered {code:?} {body:?}");
     let logs = must(server, &["logs", "web", "-n", "e2e-web"]).await;
     let _ = logs;
     let events = must(server, &["get", "events", "-n", "e2e-web", "-o", "json"]).await;
@@ -376,8 +279,8 @@ async fn port_forward_to_the_pod(server: &TestServer) {
         .expect("local port")
         .to_string();
     for _ in 0..2 {
-        let (ok, body) = curl(&format!("http://127.0.0.1:{port}/index.html"));
-        assert!(ok && body.trim() == "hello from rudder", "through port-forward: {ok} {body:?}");
+        let (code, body) = curl(&format!("http://127.0.0.1:{port}/index.html"));
+        assert!(code == Some(0) && body.trim() == "hello from rudder", "through port-forward: {code:?} {body:?}");
     }
     let _ = child.kill().await;
 }

@@ -11,34 +11,14 @@
 
 use crate::common::{TestServer, containers_enabled};
 use crate::kubectl::{kubectl, manifest, must, text};
+use crate::node::{
+    CatchUnwind, curl, get_json, remove_node_leftovers, rudder, unmount_under, wait_for, wait_node_ready, wait_ready,
+};
 use serde_json::Value;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-async fn wait_for<F, Fut, T>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
-fn rudder(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_rudder")).args(args).output().expect("rudder runs")
-}
 
-/// HTTP GET from the host with curl: (exit code, body).
-fn curl(url: &str) -> (Option<i32>, String) {
-    let out = std::process::Command::new("curl").args(["-sS", "--max-time", "5", url]).output().expect("curl runs");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// `GET /` over HTTP/1.0 with busybox `nc` inside a pod (busybox `wget` crashes in these
 /// static images): (a 200 answer, its body, nc's stderr, how long it took).
@@ -53,51 +33,9 @@ async fn get_in(server: &TestServer, ns: &str, pod: &str, host: &str, port: u64)
     (ok, body, text(&out.stderr), took)
 }
 
-async fn get_json(server: &TestServer, args: &[&str]) -> Option<Value> {
-    let out = kubectl(server, args).await;
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-}
 
-async fn wait_ready(server: &TestServer, ns: &str, name: &str) -> Value {
-    wait_for(&format!("pod {ns}/{name} to be Ready"), Duration::from_secs(90), || async {
-        get_json(server, &["get", "pod", name, "-n", ns, "-o", "json"]).await.filter(|p| {
-            p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|l| l.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
-    })
-    .await
-}
 
-/// Removes what outlives the server by design: the node's CNI bridge and the pods' cgroups.
-fn remove_node_leftovers(dir: &Path, cgroup_root: &str) {
-    let bridge = format!("rudder-{}", rudder_kubelet::network::short_hash(&dir.join("agent").display().to_string()));
-    let _ =
-        std::process::Command::new("ip").args(["link", "del", &bridge]).stderr(std::process::Stdio::null()).status();
-    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else { return };
-    for c in controllers.flatten() {
-        let root = c.path().join(cgroup_root.trim_start_matches('/'));
-        if root.is_dir() {
-            let _ = std::process::Command::new("find")
-                .arg(&root)
-                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
 
-/// Unmounts whatever containerd left mounted under `dir` (deepest first).
-fn unmount_under(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
-    let prefix = dir.display().to_string();
-    let mut mounts: Vec<&str> =
-        info.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|m| m.starts_with(&prefix)).collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mounts {
-        let _ = std::process::Command::new("umount").args(["-l", m]).status();
-    }
-}
 
 fn nft_tables() -> String {
     let out = std::process::Command::new("nft").args(["list", "tables"]).output().expect("nft runs");
@@ -110,6 +48,7 @@ async fn services_reach_pods_through_the_proxy() {
         eprintln!("skipped: set RUDDER_E2E_CONTAINERS=1 (root, containerd, runc, CNI plugins) to run");
         return;
     }
+    let _host = crate::node::exclusive().await;
     let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
     let node = format!("it-svc-{}", std::process::id());
     // containers.rs takes n and n + 1 for its nodes in the same test binary.
@@ -139,15 +78,7 @@ async fn services_reach_pods_through_the_proxy() {
     .await;
     let table = rudder_proxy::Options::new(node.clone(), vec![]).table;
     let outcome = std::panic::AssertUnwindSafe(async {
-        wait_for("the node to be Ready", Duration::from_secs(60), || async {
-            let n = get_json(&server, &["get", "node", &node, "-o", "json"]).await?;
-            n["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                .then_some(())
-        })
-        .await;
+        wait_node_ready(&server, &node).await;
         let imported =
             rudder(&["image", "import", "--data-dir", dir.path().to_str().unwrap(), image.to_str().unwrap()]);
         assert!(imported.status.success(), "image import: {}", text(&imported.stderr));
@@ -178,16 +109,6 @@ async fn services_reach_pods_through_the_proxy() {
     }
     assert!(!left.contains(&format!("table inet {table}\n")), "the proxy removes its table on shutdown: {left}");
 }
-
-trait CatchUnwind: std::future::Future + Sized {
-    fn catch_unwind_boxed(self) -> futures::future::CatchUnwind<Self>
-    where
-        Self: std::panic::UnwindSafe,
-    {
-        futures::FutureExt::catch_unwind(self)
-    }
-}
-impl<F: std::future::Future> CatchUnwind for F {}
 
 async fn scenario(server: &TestServer, gateway: &str) {
     must(server, &["create", "namespace", "e2e-svc"]).await;
@@ -287,6 +208,19 @@ spec:
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+
+    eprintln!("services: cluster DNS names the Service (full name, search path, kube-dns)");
+    let out = must(server, &["exec", "-n", "e2e-svc", "client", "--", "nslookup", "web.e2e-svc.svc.cluster.local"]).await;
+    assert!(out.contains(&ip), "nslookup answers the cluster IP {ip}: {out}");
+    let resolv = must(server, &["exec", "-n", "e2e-svc", "client", "--", "cat", "/etc/resolv.conf"]).await;
+    assert!(resolv.contains("nameserver 10.43.0.10") && resolv.contains("search e2e-svc.svc.cluster.local"), "{resolv}");
+    assert!(resolv.contains("ndots:5"), "{resolv}");
+    for name in ["web", "web.e2e-svc.svc.cluster.local"] {
+        let (ok, body, err, _) = get_in(server, "e2e-svc", "client", name, 80).await;
+        assert!(ok && body.starts_with("hello from web-"), "http://{name}/ through DNS and the proxy: {body:?} {err}");
+    }
+    let dns = get_json(server, &["get", "service", "kube-dns", "-n", "kube-system", "-o", "json"]).await.expect("kube-dns");
+    assert_eq!(dns["spec"]["clusterIP"], "10.43.0.10");
 
     eprintln!("services: ClusterIP from the host");
     let (code, body) = curl(&url);

@@ -292,9 +292,51 @@ impl<T, S> Default for Relisted<T, S> {
     }
 }
 
-impl<T, S> Relisted<T, S> {
+/// What the relist knows of an object: its id and state.
+trait Listed {
+    fn id(&self) -> &str;
+    fn state(&self) -> i32;
+}
+
+impl Listed for api::Container {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> i32 {
+        self.state
+    }
+}
+
+impl Listed for api::PodSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> i32 {
+        self.state
+    }
+}
+
+impl<T: Listed, S: Clone> Relisted<T, S> {
     fn fresh(&self, max_age: Duration) -> bool {
         self.taken.is_some_and(|t| t.elapsed() < max_age)
+    }
+
+    /// The cached status of `id` while the list is fresh and shows the state it was taken at.
+    fn hit(&self, id: &str, max_age: Duration) -> Option<S> {
+        if !self.fresh(max_age) {
+            return None;
+        }
+        let listed = self.list.iter().find(|t| t.id() == id)?;
+        let (state, status) = self.statuses.get(id)?;
+        (*state == listed.state()).then(|| status.clone())
+    }
+
+    /// A new list; statuses of objects no longer listed are dropped.
+    fn refill(&mut self, list: Vec<T>) {
+        let ids: std::collections::HashSet<&str> = list.iter().map(Listed::id).collect();
+        self.statuses.retain(|id, _| ids.contains(id.as_str()));
+        self.list = list;
+        self.taken = Some(tokio::time::Instant::now());
     }
 }
 
@@ -341,12 +383,8 @@ impl Runtime for CachedRuntime {
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<Option<api::PodSandboxStatus>> {
         let mut cache = self.sandboxes.lock().await;
-        if cache.fresh(self.max_age)
-            && let Some(listed) = cache.list.iter().find(|s| s.id == id)
-            && let Some((state, status)) = cache.statuses.get(id)
-            && *state == listed.state
-        {
-            return Ok(Some(status.clone()));
+        if let Some(hit) = cache.hit(id, self.max_age) {
+            return Ok(Some(hit));
         }
         let status = self.inner.pod_sandbox_status(id).await?;
         if let Some(s) = &status {
@@ -358,10 +396,8 @@ impl Runtime for CachedRuntime {
     async fn list_pod_sandboxes(&self) -> Result<Vec<api::PodSandbox>> {
         let mut cache = self.sandboxes.lock().await;
         if !cache.fresh(self.max_age) {
-            cache.list = self.inner.list_pod_sandboxes().await?;
-            cache.taken = Some(tokio::time::Instant::now());
-            let ids: std::collections::HashSet<String> = cache.list.iter().map(|s| s.id.clone()).collect();
-            cache.statuses.retain(|id, _| ids.contains(id));
+            let list = self.inner.list_pod_sandboxes().await?;
+            cache.refill(list);
         }
         Ok(cache.list.clone())
     }
@@ -398,22 +434,16 @@ impl Runtime for CachedRuntime {
     async fn list_containers(&self) -> Result<Vec<api::Container>> {
         let mut cache = self.containers.lock().await;
         if !cache.fresh(self.max_age) {
-            cache.list = self.inner.list_containers().await?;
-            cache.taken = Some(tokio::time::Instant::now());
-            let ids: std::collections::HashSet<String> = cache.list.iter().map(|c| c.id.clone()).collect();
-            cache.statuses.retain(|id, _| ids.contains(id));
+            let list = self.inner.list_containers().await?;
+            cache.refill(list);
         }
         Ok(cache.list.clone())
     }
 
     async fn container_status(&self, id: &str) -> Result<Option<api::ContainerStatus>> {
         let mut cache = self.containers.lock().await;
-        if cache.fresh(self.max_age)
-            && let Some(listed) = cache.list.iter().find(|c| c.id == id)
-            && let Some((state, status)) = cache.statuses.get(id)
-            && *state == listed.state
-        {
-            return Ok(Some(status.clone()));
+        if let Some(hit) = cache.hit(id, self.max_age) {
+            return Ok(Some(hit));
         }
         let status = self.inner.container_status(id).await?;
         if let Some(s) = &status {

@@ -13,7 +13,7 @@ use crate::node::{
 };
 use serde_json::Value;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A /24 inside 10.42.0.0/16 no other run on this machine is likely to use at the same time.
 fn unique_pod_cidr() -> String {
@@ -84,7 +84,7 @@ async fn pods_run_in_real_containers() {
 
     // Clean up whatever the scenarios left, then the node itself.
     let _ = kubectl(&server, &["delete", "namespace", "e2e-agent", "e2e-web", "e2e-config", "e2e-exit", "e2e-probe", "e2e-exec", "e2e-deploy", "--wait=false"]).await;
-    let gone = wait_for_no_pods(&server).await;
+    let gone = crate::node::wait_for_no_pods(&server, &["-A"]).await;
     server.terminate().await;
     unmount_under(dir.path());
     remove_node_leftovers(dir.path(), &cgroup);
@@ -163,17 +163,6 @@ async fn agent_joins(server: &TestServer, image: &Path) {
     }
 }
 
-async fn wait_for_no_pods(server: &TestServer) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        let out = kubectl(server, &["get", "pods", "-A", "-o", "name"]).await;
-        if out.status.success() && text(&out.stdout).trim().is_empty() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    false
-}
 
 async fn scenarios(server: &TestServer, node: &str) {
     let step = |name: &str| eprintln!("containers: {name}");

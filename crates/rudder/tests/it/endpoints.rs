@@ -13,23 +13,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use crate::node::wait_for;
+use std::time::Duration;
 
-/// Polls `check` every 100 ms until it returns `Some`, or panics after `limit` with `what`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what} within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -96,7 +82,7 @@ async fn endpoints_and_slices_follow_a_deployment() {
     services.create(&pp, &service()).await.expect("create service");
 
     // Three ready addresses on port 8080 (the pods' `http` port), each naming its pod and node.
-    let ep = eventually(LIMIT, "3 ready addresses", || async {
+    let ep = wait_for("3 ready addresses", LIMIT, || async {
         let ep = endpoints.get_opt("web").await.expect("get endpoints")?;
         (addresses(&ep).0.len() == 3).then_some(ep)
     })
@@ -118,7 +104,7 @@ async fn endpoints_and_slices_follow_a_deployment() {
     assert!(annotations.contains_key("endpoints.kubernetes.io/last-change-trigger-time"), "{annotations:?}");
 
     // The slices: three ready endpoints, owned by the Service, with zone and pod references.
-    eventually(LIMIT, "3 ready slice endpoints", || async {
+    wait_for("3 ready slice endpoints", LIMIT, || async {
         let eps = slice_endpoints(&slices).await;
         (eps.len() == 3 && eps.iter().all(|(_, ready)| *ready)).then_some(())
     })
@@ -160,13 +146,13 @@ async fn endpoints_and_slices_follow_a_deployment() {
         .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}})))
         .await
         .expect("scale");
-    let ep = eventually(LIMIT, "1 address", || async {
+    let ep = wait_for("1 address", LIMIT, || async {
         let ep = endpoints.get("web").await.expect("get endpoints");
         let (ready, not_ready) = addresses(&ep);
         (ready.len() == 1 && not_ready.is_empty()).then_some(ep)
     })
     .await;
-    eventually(LIMIT, "1 slice endpoint", || async { (slice_endpoints(&slices).await.len() == 1).then_some(()) }).await;
+    wait_for("1 slice endpoint", LIMIT, || async { (slice_endpoints(&slices).await.len() == 1).then_some(()) }).await;
 
     // The remaining pod turns not ready: a not-ready address, and ready=false in the slice.
     let name = ep.subsets.as_ref().expect("subsets")[0].addresses.as_ref().expect("addresses")[0]
@@ -177,12 +163,12 @@ async fn endpoints_and_slices_follow_a_deployment() {
     let not_ready =
         json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "ReadinessProbeFailed"}]}});
     pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(not_ready)).await.expect("mark not ready");
-    eventually(LIMIT, "a not-ready address", || async {
+    wait_for("a not-ready address", LIMIT, || async {
         let (ready, not_ready) = addresses(&endpoints.get("web").await.expect("get endpoints"));
         (ready.is_empty() && not_ready.len() == 1).then_some(())
     })
     .await;
-    eventually(LIMIT, "ready=false in the slice", || async {
+    wait_for("ready=false in the slice", LIMIT, || async {
         let eps = slice_endpoints(&slices).await;
         (eps.len() == 1 && !eps[0].1).then_some(())
     })
@@ -193,7 +179,7 @@ async fn endpoints_and_slices_follow_a_deployment() {
 
     // The Service goes: so do its Endpoints and slices.
     services.delete("web", &DeleteParams::default()).await.expect("delete service");
-    eventually(LIMIT, "endpoints and slices gone", || async {
+    wait_for("endpoints and slices gone", LIMIT, || async {
         let ep = endpoints.get_opt("web").await.expect("get endpoints");
         let lp = ListParams::default().labels("kubernetes.io/service-name=web");
         let left = slices.list(&lp).await.expect("list slices").items.len();
@@ -223,7 +209,7 @@ async fn selectorless_services_are_left_alone() {
         "spec": {"selector": {"app": "nothing"}, "ports": [{"port": 80}]}}))
     .expect("service");
     services.create(&pp, &empty).await.expect("create");
-    eventually(LIMIT, "empty endpoints and a placeholder slice", || async {
+    wait_for("empty endpoints and a placeholder slice", LIMIT, || async {
         let ep = endpoints.get_opt("none").await.expect("get")?;
         let lp = ListParams::default().labels("kubernetes.io/service-name=none");
         let list = slices.list(&lp).await.expect("list").items;
@@ -243,7 +229,7 @@ async fn the_kubernetes_service_points_at_the_api_server() {
     let port: u16 = server.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("server port");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let svc =
-        eventually(LIMIT, "the kubernetes service", || async { services.get_opt("kubernetes").await.expect("get") })
+        wait_for("the kubernetes service", LIMIT, || async { services.get_opt("kubernetes").await.expect("get") })
             .await;
     let spec = svc.spec.expect("spec");
     assert_eq!(spec.cluster_ip.as_deref(), Some("10.43.0.1"));
@@ -253,14 +239,14 @@ async fn the_kubernetes_service_points_at_the_api_server() {
     assert_eq!(p.target_port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(port))));
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let ep =
-        eventually(LIMIT, "kubernetes endpoints", || async { endpoints.get_opt("kubernetes").await.expect("get") })
+        wait_for("kubernetes endpoints", LIMIT, || async { endpoints.get_opt("kubernetes").await.expect("get") })
             .await;
     let subset = &ep.subsets.expect("subsets")[0];
     assert_eq!(subset.addresses.as_ref().expect("addresses")[0].ip, "127.0.0.1");
     assert_eq!(subset.ports.as_ref().expect("ports")[0].port, i32::from(port));
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     let slice =
-        eventually(LIMIT, "kubernetes slice", || async { slices.get_opt("kubernetes").await.expect("get") }).await;
+        wait_for("kubernetes slice", LIMIT, || async { slices.get_opt("kubernetes").await.expect("get") }).await;
     assert_eq!(slice.metadata.labels.expect("labels")["kubernetes.io/service-name"], "kubernetes");
     assert_eq!(slice.endpoints[0].addresses, ["127.0.0.1"]);
     assert_eq!(slice.ports.expect("ports")[0].port, Some(i32::from(port)));
@@ -279,7 +265,7 @@ async fn the_kubernetes_service_points_at_the_api_server() {
 
     // Deleted, it comes back (the API server repairs it every 10 s).
     services.delete("kubernetes", &DeleteParams::default()).await.expect("delete");
-    let svc = eventually(Duration::from_secs(25), "the kubernetes service again", || async {
+    let svc = wait_for("the kubernetes service again", Duration::from_secs(25), || async {
         services.get_opt("kubernetes").await.expect("get")
     })
     .await;

@@ -76,6 +76,21 @@ pub async fn wait_node_ready(server: &TestServer, node: &str) -> Value {
     .await
 }
 
+/// Waits up to a minute until `kubectl get pods <scope>` lists none; whether it got there.
+pub async fn wait_for_no_pods(server: &TestServer, scope: &[&str]) -> bool {
+    let start = Instant::now();
+    let mut args = vec!["get", "pods", "-o", "name"];
+    args.extend_from_slice(scope);
+    while start.elapsed() < Duration::from_secs(60) {
+        let out = kubectl(server, &args).await;
+        if out.status.success() && out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
 /// Runs the `rudder` binary.
 pub fn rudder(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_rudder")).args(args).output().expect("rudder runs")

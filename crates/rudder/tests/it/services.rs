@@ -92,14 +92,7 @@ async fn services_reach_pods_through_the_proxy() {
     .await;
 
     let _ = kubectl(&server, &["delete", "namespace", "e2e-svc", "--wait=false"]).await;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        let out = kubectl(&server, &["get", "pods", "-n", "e2e-svc", "-o", "name"]).await;
-        if out.status.success() && text(&out.stdout).trim().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    crate::node::wait_for_no_pods(&server, &["-n", "e2e-svc"]).await;
     server.terminate().await;
     let left = nft_tables();
     unmount_under(dir.path());

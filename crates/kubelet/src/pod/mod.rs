@@ -639,6 +639,23 @@ impl Worker {
             host_path: term_log.display().to_string(),
             ..Default::default()
         });
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        if !host_network
+            && let Some(ip) = &self.pod_ip
+            && !mounts.iter().any(|m| m.container_path == "/etc/hosts")
+        {
+            let dir = self.shared.volumes.pod_dir(&self.uid);
+            let _ = std::fs::create_dir_all(&dir);
+            let hosts = dir.join("etc-hosts");
+            let text = spec::hosts_file(pod, ip, &self.shared.dns.domain);
+            if std::fs::write(&hosts, text).is_ok() {
+                mounts.push(cri::Mount {
+                    container_path: "/etc/hosts".into(),
+                    host_path: hosts.display().to_string(),
+                    ..Default::default()
+                });
+            }
+        }
         let log_path = layout::container_log_path(&c.name, attempt);
         let _ = std::fs::create_dir_all(PathBuf::from(&sandbox_config.log_directory).join(&c.name));
         let _ = std::fs::remove_file(PathBuf::from(&sandbox_config.log_directory).join(&log_path));

@@ -243,6 +243,34 @@ pub fn container_config(pod: &Pod, container: &Container, inputs: ContainerInput
     }
 }
 
+/// The kubelet-managed `/etc/hosts` of a pod (not for host-network pods, which see the
+/// node's): localhost entries, the pod's own name (and FQDN with a subdomain) on its IP, then
+/// `hostAliases`.
+pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let (name, ns, _) = meta(pod);
+    let hostname = spec.hostname.clone().unwrap_or_else(|| name.to_string());
+    let mut out = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    match spec.subdomain.as_deref().filter(|s| !s.is_empty()) {
+        Some(sub) => out.push_str(&format!("{pod_ip}\t{hostname}.{sub}.{ns}.svc.{cluster_domain}\t{hostname}\n")),
+        None => out.push_str(&format!("{pod_ip}\t{hostname}\n")),
+    }
+    let aliases = spec.host_aliases.unwrap_or_default();
+    if !aliases.is_empty() {
+        out.push_str("\n# Entries added by HostAliases.\n");
+        for a in aliases {
+            let names = a.hostnames.unwrap_or_default();
+            if !names.is_empty() {
+                out.push_str(&format!("{}\t{}\n", a.ip, names.join("\t")));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +278,19 @@ mod tests {
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn hosts_files_name_the_pod_and_its_aliases() {
+        let p = pod(json!({"metadata": {"name": "web", "namespace": "ns"}, "spec": {"containers": [],
+            "hostAliases": [{"ip": "192.0.2.9", "hostnames": ["a.example", "b"]}]}}));
+        let h = hosts_file(&p, "10.42.0.7", "cluster.local");
+        assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
+        assert!(h.contains("10.42.0.7\tweb\n"));
+        assert!(h.contains("# Entries added by HostAliases.\n192.0.2.9\ta.example\tb\n"));
+        let p = pod(json!({"metadata": {"name": "db-0", "namespace": "ns"}, "spec": {"containers": [],
+            "hostname": "db-0", "subdomain": "db"}}));
+        assert!(hosts_file(&p, "10.42.0.8", "cluster.local").contains("10.42.0.8\tdb-0.db.ns.svc.cluster.local\tdb-0\n"));
     }
 
     #[test]

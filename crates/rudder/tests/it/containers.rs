@@ -531,6 +531,9 @@ async fn exec_with_stdin_and_exit_codes(server: &TestServer) {
     )
     .await;
     wait_ready(server, "e2e-exec", "sh").await;
+    let hosts = must(server, &["exec", "sh", "-n", "e2e-exec", "--", "cat", "/etc/hosts"]).await;
+    let ip = pod_json(server, "e2e-exec", "sh").await.unwrap()["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(hosts.starts_with("# Kubernetes-managed hosts file.") && hosts.contains(&format!("{ip}\tsh\n")), "{hosts}");
     let out = kubectl(server, &["exec", "sh", "-n", "e2e-exec", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]).await;
     assert_eq!(out.status.code(), Some(7), "exit code of the command: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "out\n");

@@ -481,6 +481,19 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.compaction_interval = Duration::from_secs(args.compaction_interval_seconds.max(1));
     let running = rudder_apiserver::start(config).await.context("rudder server could not start")?;
     let took = started.elapsed();
+    // The join token's Secret and the kube-dns Service exist before the server says it is
+    // ready, so nothing writes behind a client that starts then.
+    let join = rudder_apiserver::pki::join_token(&data_dir).context("cannot make the agents' join token")?;
+    let published = match local_client(&running.kubeconfig).await {
+        Ok(client) => match publish_join_token(&client, &join).await {
+            Ok(()) => publish_dns_service(&client).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    if let Err(e) = published {
+        tracing::error!("agents cannot join and pods have no kube-dns Service: {e:#}");
+    }
     let kubeconfig = running.kubeconfig.display().to_string();
     println!("rudder server is ready at https://{} (started in {} ms)", running.addr, took.as_millis());
     println!("  data dir:   {}", data_dir.display());
@@ -491,32 +504,11 @@ async fn server(args: ServerArgs) -> Result<()> {
     } else if !args.disable_agent {
         println!("  node agent: starting (containerd, pods); see `kubectl get nodes`");
     }
-    let join = rudder_apiserver::pki::join_token(&data_dir).context("cannot make the agents' join token")?;
     println!(
         "  join:       rudder agent --server https://{} --token-file {}",
         running.addr,
         data_dir.join(rudder_apiserver::pki::JOIN_TOKEN_FILE).display()
     );
-    {
-        let kubeconfig = running.kubeconfig.clone();
-        tokio::spawn(async move {
-            for _ in 0..10 {
-                let published = match local_client(&kubeconfig).await {
-                    Ok(client) => match publish_join_token(&client, &join).await {
-                        Ok(()) => publish_dns_service(&client).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                match published {
-                    Ok(()) => return,
-                    Err(e) => tracing::debug!("join token not published yet: {e:#}"),
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            tracing::error!("the join token could not be published; agents cannot join");
-        });
-    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let components = start_components(&args, &running.kubeconfig, &stopped).await?;
     wait_for_signal().await;

@@ -26,7 +26,11 @@ fn reject(name: &str, requested: i64, used: i64, capacity: i64) -> Rejection {
 }
 
 /// Whether `pod` fits on a node with `allocatable` that already runs `admitted`.
-pub fn admit<'a>(pod: &Pod, admitted: impl IntoIterator<Item = &'a Pod>, allocatable: &Resource) -> Result<(), Rejection> {
+pub fn admit<'a>(
+    pod: &Pod,
+    admitted: impl IntoIterator<Item = &'a Pod>,
+    allocatable: &Resource,
+) -> Result<(), Rejection> {
     let mut used = Resource::default();
     let mut count = 0i64;
     for p in admitted {
@@ -64,7 +68,13 @@ mod tests {
     }
 
     fn node() -> Resource {
-        Resource { milli_cpu: 2000, memory: 1 << 30, ephemeral_storage: 10 << 30, allowed_pods: 3, ..Default::default() }
+        Resource {
+            milli_cpu: 2000,
+            memory: 1 << 30,
+            ephemeral_storage: 10 << 30,
+            allowed_pods: 3,
+            ..Default::default()
+        }
     }
 
     #[test]

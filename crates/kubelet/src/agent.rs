@@ -121,7 +121,9 @@ pub async fn run(client: Client, options: Options, mut shutdown: watch::Receiver
             Arc::new(cri)
         }
     };
-    let result = run_with(client, options.clone(), runtime, managed.as_ref().map(|m| m.settings().socket()), &mut shutdown).await;
+    let result =
+        run_with(client, options.clone(), runtime, managed.as_ref().map(|m| m.settings().socket()), &mut shutdown)
+            .await;
     if let Some(mut m) = managed {
         m.stop().await;
     }
@@ -177,7 +179,8 @@ async fn run_with(
         allocatable_ephemeral_storage_bytes: machine.ephemeral_storage_bytes as i64,
     };
     // Pod workers read through one shared relist (upstream's PLEG relists once a second).
-    let cached: Arc<dyn Runtime> = Arc::new(crate::cri::CachedRuntime::new(runtime.clone(), Duration::from_millis(500)));
+    let cached: Arc<dyn Runtime> =
+        Arc::new(crate::cri::CachedRuntime::new(runtime.clone(), Duration::from_millis(500)));
     let shared = Arc::new(Shared {
         client: client.clone(),
         runtime: cached,
@@ -387,18 +390,12 @@ async fn heartbeats(
             }
             Err(e) => tracing::warn!("node status not written: {e}"),
         }
-        let lease: Lease = match serde_json::from_value(node::lease(
-            &id.name,
-            node_uid.as_deref(),
-            now,
-            40,
-        )) {
+        let lease: Lease = match serde_json::from_value(node::lease(&id.name, node_uid.as_deref(), now, 40)) {
             Ok(l) => l,
             Err(_) => continue,
         };
-        let renewed = leases
-            .patch(&id.name, &PatchParams::default(), &Patch::Merge(json!({ "spec": lease.spec })))
-            .await;
+        let renewed =
+            leases.patch(&id.name, &PatchParams::default(), &Patch::Merge(json!({ "spec": lease.spec }))).await;
         if let Err(kube::Error::Api(s)) = &renewed
             && s.code == 404
         {

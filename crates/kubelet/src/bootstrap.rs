@@ -9,8 +9,8 @@
 use crate::server::ServerTls;
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
-use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
@@ -36,11 +36,14 @@ impl JoinToken {
             None => (String::new(), text.to_string()),
         };
         let valid = bearer.split_once('.').is_some_and(|(id, secret)| {
-            let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            let ok =
+                |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
             ok(id, 6) && ok(secret, 16)
         });
         if !valid || !(ca_hash.is_empty() || ca_hash.len() == 64) {
-            bail!("the join token is malformed: expected K10<CA hash>::<id>.<secret> as the server's agent-token file holds");
+            bail!(
+                "the join token is malformed: expected K10<CA hash>::<id>.<secret> as the server's agent-token file holds"
+            );
         }
         Ok(JoinToken { ca_hash, bearer })
     }
@@ -92,7 +95,9 @@ async fn fetch_ca(server: &str, token: &JoinToken) -> Result<String> {
         bail!("{server}/cacerts did not answer with a certificate");
     }
     if !token.ca_hash.is_empty() && sha256_hex(ca.as_bytes()) != token.ca_hash {
-        bail!("the CA served by {server} does not match the join token's hash: wrong server, or a token of another cluster");
+        bail!(
+            "the CA served by {server} does not match the join token's hash: wrong server, or a token of another cluster"
+        );
     }
     Ok(ca)
 }

@@ -159,8 +159,7 @@ pub struct Containerd {
 impl Containerd {
     /// Writes the config and starts containerd; returns once its CRI answers.
     pub async fn start(settings: Settings) -> Result<(Containerd, CriRuntime)> {
-        std::fs::create_dir_all(&settings.dir)
-            .with_context(|| format!("cannot create {}", settings.dir.display()))?;
+        std::fs::create_dir_all(&settings.dir).with_context(|| format!("cannot create {}", settings.dir.display()))?;
         std::fs::create_dir_all(&settings.cni_conf_dir)?;
         let config = settings.dir.join("config.toml");
         std::fs::write(&config, settings.config_toml())?;

@@ -69,9 +69,8 @@ impl Machine {
             .find_map(|l| l.strip_prefix("PRETTY_NAME="))
             .map(|v| v.trim_matches('"').to_string())
             .unwrap_or_else(|| "Linux".into());
-        let ephemeral_storage_bytes = rustix::fs::statvfs(data_dir)
-            .map(|s| s.f_blocks.saturating_mul(s.f_frsize))
-            .unwrap_or(0);
+        let ephemeral_storage_bytes =
+            rustix::fs::statvfs(data_dir).map(|s| s.f_blocks.saturating_mul(s.f_frsize)).unwrap_or(0);
         Machine {
             cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
             memory_bytes: memory_kib * 1024,

@@ -212,10 +212,8 @@ async fn start_components(
 /// Node name and address as given or found on this machine.
 fn node_identity(args: &NodeArgs) -> (String, IpAddr) {
     let name = args.node_name.clone().unwrap_or_else(rudder_kubelet::node::hostname);
-    let ip = args
-        .node_ip
-        .or_else(rudder_kubelet::node::default_ip)
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let ip =
+        args.node_ip.or_else(rudder_kubelet::node::default_ip).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
     (name, ip)
 }
 
@@ -278,10 +276,12 @@ async fn publish_join_token(client: &kube::Client, token: &rudder_apiserver::pki
     match secrets.create(&kube::api::PostParams::default(), &secret).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            secrets.replace(&name, &kube::api::PostParams::default(), &secret).await.map(|_| ()).or_else(|e| match e {
-                kube::Error::Api(s) if s.code == 409 => Ok(()),
-                e => Err(e),
-            })?;
+            secrets.replace(&name, &kube::api::PostParams::default(), &secret).await.map(|_| ()).or_else(
+                |e| match e {
+                    kube::Error::Api(s) if s.code == 409 => Ok(()),
+                    e => Err(e),
+                },
+            )?;
             Ok(())
         }
         Err(e) => Err(e).context("cannot publish the join token"),

@@ -685,12 +685,7 @@ impl Worker {
         if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
             && let Err(message) = self.run_hook(handler, c, &id, 30).await
         {
-            self.shared.events.warning(
-                pod,
-                path,
-                "FailedPostStartHook",
-                format!("PostStartHook failed: {message}"),
-            );
+            self.shared.events.warning(pod, path, "FailedPostStartHook", format!("PostStartHook failed: {message}"));
             let _ = self.shared.runtime.stop_container(&id, grace_seconds(pod)).await;
         }
     }
@@ -773,7 +768,8 @@ impl Worker {
                     runtime: runtime.as_ref(),
                 };
                 let outcome = probes::probe(&probe, &target).await;
-                let _ = tx.send(ProbeResult { container: container.name.clone(), container_id: id, kind, outcome }).await;
+                let _ =
+                    tx.send(ProbeResult { container: container.name.clone(), container_id: id, kind, outcome }).await;
             });
         }
     }
@@ -848,7 +844,12 @@ impl Worker {
             for i in list.iter().filter(|i| i.state == State::Running || i.state == State::Created) {
                 let c = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| &c.name == name);
                 let init = spec.init_containers.iter().flatten().any(|c| &c.name == name);
-                self.shared.events.normal(pod, container_path(init, name), "Killing", format!("Stopping container {name}"));
+                self.shared.events.normal(
+                    pod,
+                    container_path(init, name),
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
                 let pre_stop = c.and_then(|c| c.lifecycle.as_ref()).and_then(|l| l.pre_stop.clone());
                 let (id, c) = (i.id.clone(), c.cloned());
                 let this = &*self;

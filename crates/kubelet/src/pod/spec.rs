@@ -64,8 +64,7 @@ fn namespace_options(pod: &Pod) -> cri::NamespaceOption {
 /// Labels the kubelet puts on the sandbox: the pod's own plus the identifying ones.
 fn sandbox_labels(pod: &Pod) -> HashMap<String, String> {
     let (name, ns, uid) = meta(pod);
-    let mut labels: HashMap<String, String> =
-        pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
+    let mut labels: HashMap<String, String> = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
     labels.insert(layout::LABEL_POD_NAME.into(), name.into());
     labels.insert(layout::LABEL_POD_NAMESPACE.into(), ns.into());
     labels.insert(layout::LABEL_POD_UID.into(), uid.into());
@@ -114,12 +113,7 @@ pub fn sandbox_config(
         .unwrap_or_default();
     let psc = spec.security_context.as_ref();
     cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            uid: uid.into(),
-            namespace: ns.into(),
-            attempt,
-        }),
+        metadata: Some(cri::PodSandboxMetadata { name: name.into(), uid: uid.into(), namespace: ns.into(), attempt }),
         hostname,
         log_directory: log_dir.display().to_string(),
         dns_config: dns,
@@ -146,9 +140,12 @@ pub fn sandbox_config(
 /// quota from the cpu limit, memory limit from the memory limit.
 pub fn resources(container: &Container) -> cri::LinuxContainerResources {
     let res = container.resources.as_ref();
-    let get = |which: fn(&k8s_openapi::api::core::v1::ResourceRequirements) -> Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, name: &str| {
-        res.and_then(which).and_then(|m| m.get(name))
-    };
+    let get = |which: fn(
+        &k8s_openapi::api::core::v1::ResourceRequirements,
+    ) -> Option<
+        &std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+               name: &str| { res.and_then(which).and_then(|m| m.get(name)) };
     let cpu_limit = get(|r| r.limits.as_ref(), "cpu").map(quantity::milli_value);
     let cpu_request = get(|r| r.requests.as_ref(), "cpu").map(quantity::milli_value).or(cpu_limit);
     let memory_limit = get(|r| r.limits.as_ref(), "memory").map(quantity::value);
@@ -290,7 +287,9 @@ mod tests {
         assert!(h.contains("# Entries added by HostAliases.\n192.0.2.9\ta.example\tb\n"));
         let p = pod(json!({"metadata": {"name": "db-0", "namespace": "ns"}, "spec": {"containers": [],
             "hostname": "db-0", "subdomain": "db"}}));
-        assert!(hosts_file(&p, "10.42.0.8", "cluster.local").contains("10.42.0.8\tdb-0.db.ns.svc.cluster.local\tdb-0\n"));
+        assert!(
+            hosts_file(&p, "10.42.0.8", "cluster.local").contains("10.42.0.8\tdb-0.db.ns.svc.cluster.local\tdb-0\n")
+        );
     }
 
     #[test]

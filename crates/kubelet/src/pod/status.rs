@@ -266,15 +266,14 @@ pub fn pod_status(pod: &Pod, obs: &Observed, now: DateTime<Utc>) -> Value {
     let previous = pod.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default());
     let spec = pod.spec.clone().unwrap_or_default();
     let init_done = initialized(pod, obs);
-    let init: Vec<Value> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| container_status(c, obs, "PodInitializing"))
-        .collect();
+    let init: Vec<Value> =
+        spec.init_containers.iter().flatten().map(|c| container_status(c, obs, "PodInitializing")).collect();
     let init_failed = restart_policy(pod) == "Never"
         && spec.init_containers.iter().flatten().any(|c| {
-            obs.instances.get(&c.name).and_then(|l| l.first()).is_some_and(|i| i.state == State::Exited && i.exit_code != 0)
+            obs.instances
+                .get(&c.name)
+                .and_then(|l| l.first())
+                .is_some_and(|i| i.state == State::Exited && i.exit_code != 0)
         });
     let default_app = if init_done { "ContainerCreating" } else { "PodInitializing" };
     let apps: Vec<Value> = spec.containers.iter().map(|c| container_status(c, obs, default_app)).collect();
@@ -288,13 +287,8 @@ pub fn pod_status(pod: &Pod, obs: &Observed, now: DateTime<Utc>) -> Value {
         .filter(|c| !exited_ok(obs.instances.get(&c.name)))
         .map(|c| c.name.as_str())
         .collect();
-    let unready: Vec<&str> = spec
-        .containers
-        .iter()
-        .zip(&apps)
-        .filter(|(_, s)| s["ready"] != true)
-        .map(|(c, _)| c.name.as_str())
-        .collect();
+    let unready: Vec<&str> =
+        spec.containers.iter().zip(&apps).filter(|(_, s)| s["ready"] != true).map(|(c, _)| c.name.as_str()).collect();
     let terminal = phase == "Succeeded" || phase == "Failed";
     let list = |v: &[&str]| format!("[{}]", v.join(" "));
     let mut conditions = vec![
@@ -322,7 +316,8 @@ pub fn pod_status(pod: &Pod, obs: &Observed, now: DateTime<Utc>) -> Value {
         ("ContainersNotReady", format!("containers with unready status: {}", list(&unready)))
     };
     let all_ready = unready.is_empty() && init_done && !terminal;
-    let mut containers_ready = condition(previous.as_ref(), "ContainersReady", all_ready, ready_reason, &ready_message, &now_s);
+    let mut containers_ready =
+        condition(previous.as_ref(), "ContainersReady", all_ready, ready_reason, &ready_message, &now_s);
     if terminal {
         containers_ready["reason"] = json!("PodCompleted");
         containers_ready.as_object_mut().map(|o| o.remove("message"));
@@ -435,7 +430,12 @@ mod tests {
     fn running_container_makes_a_ready_running_pod() {
         let p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]},
             "status": {"qosClass": "BestEffort", "conditions": [{"type": "PodScheduled", "status": "True"}]}}));
-        let mut obs = Observed { sandbox_ready: true, pod_ip: Some("10.42.0.5".into()), host_ip: "192.0.2.1".into(), ..Default::default() };
+        let mut obs = Observed {
+            sandbox_ready: true,
+            pod_ip: Some("10.42.0.5".into()),
+            host_ip: "192.0.2.1".into(),
+            ..Default::default()
+        };
         obs.instances.insert("c".into(), vec![inst(0, State::Running, 0)]);
         let s = pod_status(&p, &obs, now());
         assert_eq!(s["phase"], "Running");
@@ -477,7 +477,9 @@ mod tests {
 
     #[test]
     fn phases_for_restart_policy_never() {
-        let p = pod(json!({"metadata": {"name": "p"}, "spec": {"restartPolicy": "Never", "containers": [{"name": "a"}, {"name": "b"}]}}));
+        let p = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"restartPolicy": "Never", "containers": [{"name": "a"}, {"name": "b"}]}}),
+        );
         let mut obs = Observed::default();
         obs.instances.insert("a".into(), vec![inst(0, State::Exited, 0)]);
         obs.instances.insert("b".into(), vec![inst(0, State::Exited, 0)]);
@@ -492,7 +494,9 @@ mod tests {
 
     #[test]
     fn init_containers_gate_the_app_containers() {
-        let p = pod(json!({"metadata": {"name": "p"}, "spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]}}));
+        let p = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]}}),
+        );
         let mut obs = Observed::default();
         obs.instances.insert("i".into(), vec![inst(0, State::Running, 0)]);
         let s = pod_status(&p, &obs, now());
@@ -507,7 +511,9 @@ mod tests {
 
     #[test]
     fn readiness_probe_gates_readiness_and_transition_times_stay() {
-        let p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "readinessProbe": {"exec": {"command": ["true"]}}}]}}));
+        let p = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "readinessProbe": {"exec": {"command": ["true"]}}}]}}),
+        );
         let mut obs = Observed::default();
         obs.instances.insert("c".into(), vec![inst(0, State::Running, 0)]);
         let s = pod_status(&p, &obs, now());

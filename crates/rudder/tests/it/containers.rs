@@ -9,7 +9,8 @@
 use crate::common::{TestServer, containers_enabled};
 use crate::kubectl::{kubectl, manifest, must, must_json, text};
 use crate::node::{
-    CatchUnwind, curl, pod_json, remove_node_leftovers, rudder, unmount_under, wait_for, wait_node_ready, wait_phase, wait_ready,
+    CatchUnwind, curl, pod_json, remove_node_leftovers, rudder, unmount_under, wait_for, wait_node_ready, wait_phase,
+    wait_ready,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -20,14 +21,6 @@ fn unique_pod_cidr() -> String {
     let n = (std::process::id() % 200) + 40;
     format!("10.42.{n}.0/24")
 }
-
-
-
-
-
-
-
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_run_in_real_containers() {
@@ -44,8 +37,18 @@ async fn pods_run_in_real_containers() {
     let built = rudder(&["image", "build", "busybox", "--output", image.to_str().unwrap()]);
     assert!(built.status.success(), "image build: {}", text(&built.stderr));
 
-    let node_args =
-        ["--node-name", &node, "--pod-cidr", &cidr, "--kubelet-port", "0", "--cgroup-root", &cgroup, "--node-ip", "127.0.0.1"];
+    let node_args = [
+        "--node-name",
+        &node,
+        "--pod-cidr",
+        &cidr,
+        "--kubelet-port",
+        "0",
+        "--cgroup-root",
+        &cgroup,
+        "--node-ip",
+        "127.0.0.1",
+    ];
     let mut server = TestServer::start_with_agent(dir.clone(), &node_args).await;
     wait_node_ready(&server, &node).await;
     let imported = rudder(&["image", "import", "--data-dir", dir.path().to_str().unwrap(), image.to_str().unwrap()]);
@@ -76,14 +79,32 @@ async fn pods_run_in_real_containers() {
             let c = &after["status"]["containerStatuses"][0];
             assert_eq!(c["containerID"], id, "the same container runs on");
             assert_eq!(c["restartCount"], 0);
-            assert_eq!(must(&server, &["exec", "sh", "-n", "e2e-exec", "--", "echo", "still here"]).await, "still here\n");
+            assert_eq!(
+                must(&server, &["exec", "sh", "-n", "e2e-exec", "--", "echo", "still here"]).await,
+                "still here\n"
+            );
         })
         .catch_unwind_boxed()
         .await;
     }
 
     // Clean up whatever the scenarios left, then the node itself.
-    let _ = kubectl(&server, &["delete", "namespace", "e2e-agent", "e2e-web", "e2e-config", "e2e-exit", "e2e-probe", "e2e-exec", "e2e-deploy", "--wait=false"]).await;
+    let _ = kubectl(
+        &server,
+        &[
+            "delete",
+            "namespace",
+            "e2e-agent",
+            "e2e-web",
+            "e2e-config",
+            "e2e-exit",
+            "e2e-probe",
+            "e2e-exec",
+            "e2e-deploy",
+            "--wait=false",
+        ],
+    )
+    .await;
     let gone = crate::node::wait_for_no_pods(&server, &["-A"]).await;
     server.terminate().await;
     unmount_under(dir.path());
@@ -125,14 +146,29 @@ async fn agent_joins(server: &TestServer, image: &Path) {
             .collect();
         assert!(signers.contains(&"kubernetes.io/kube-apiserver-client-kubelet"), "{signers:?}");
         assert!(signers.contains(&"kubernetes.io/kubelet-serving"), "{signers:?}");
-        let imported = rudder(&["image", "import", "--data-dir", dir.path().to_str().unwrap(), image.to_str().unwrap()]);
+        let imported =
+            rudder(&["image", "import", "--data-dir", dir.path().to_str().unwrap(), image.to_str().unwrap()]);
         assert!(imported.status.success(), "image import on the agent: {}", text(&imported.stderr));
         must(server, &["create", "namespace", "e2e-agent"]).await;
-        let overrides = format!(r#"{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{node}"}},"terminationGracePeriodSeconds":1}}}}"#);
+        let overrides = format!(
+            r#"{{"spec":{{"nodeSelector":{{"kubernetes.io/hostname":"{node}"}},"terminationGracePeriodSeconds":1}}}}"#
+        );
         must(
             server,
-            &["run", "there", "-n", "e2e-agent", "--image=busybox:latest", "--image-pull-policy=IfNotPresent",
-              "--overrides", &overrides, "--", "sh", "-c", "echo running on the agent; sleep 3600"],
+            &[
+                "run",
+                "there",
+                "-n",
+                "e2e-agent",
+                "--image=busybox:latest",
+                "--image-pull-policy=IfNotPresent",
+                "--overrides",
+                &overrides,
+                "--",
+                "sh",
+                "-c",
+                "echo running on the agent; sleep 3600",
+            ],
         )
         .await;
         let pod = wait_ready(server, "e2e-agent", "there").await;
@@ -162,7 +198,6 @@ async fn agent_joins(server: &TestServer, image: &Path) {
         std::panic::resume_unwind(panic);
     }
 }
-
 
 async fn scenarios(server: &TestServer, node: &str) {
     let step = |name: &str| eprintln!("containers: {name}");
@@ -260,7 +295,8 @@ async fn port_forward_to_the_pod(server: &TestServer) {
     cmd.stdout(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("kubectl port-forward starts");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = read_until(&mut lines, "Forwarding from 127.0.0.1", |l| l.starts_with("Forwarding from 127.0.0.1:")).await;
+    let line =
+        read_until(&mut lines, "Forwarding from 127.0.0.1", |l| l.starts_with("Forwarding from 127.0.0.1:")).await;
     let port = line
         .trim_start_matches("Forwarding from 127.0.0.1:")
         .split_whitespace()
@@ -315,7 +351,11 @@ spec:
 
 async fn configuration_from_configmaps_and_secrets(server: &TestServer) {
     must(server, &["create", "namespace", "e2e-config"]).await;
-    must(server, &["create", "configmap", "cfg", "-n", "e2e-config", "--from-literal=color=blue", "--from-literal=size=10"]).await;
+    must(
+        server,
+        &["create", "configmap", "cfg", "-n", "e2e-config", "--from-literal=color=blue", "--from-literal=size=10"],
+    )
+    .await;
     must(server, &["create", "secret", "generic", "sec", "-n", "e2e-config", "--from-literal=password=s3cret"]).await;
     let file = manifest(
         server,
@@ -409,9 +449,9 @@ spec:
     );
     must(server, &["apply", "-f", &file]).await;
     let pod = wait_for("CreateContainerConfigError", Duration::from_secs(60), || async {
-        pod_json(server, "e2e-config", "missing")
-            .await
-            .filter(|p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError")
+        pod_json(server, "e2e-config", "missing").await.filter(|p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+        })
     })
     .await;
     assert_eq!(pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"], "configmap \"nope\" not found");
@@ -484,7 +524,10 @@ spec:
     let pod = wait_phase(server, "e2e-exit", "greedy", "Failed").await;
     assert_eq!(pod["status"]["reason"], "OutOfcpu");
     let message = pod["status"]["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("Pod was rejected: Node didn't have enough resource: cpu, requested: 5000000"), "{message}");
+    assert!(
+        message.starts_with("Pod was rejected: Node didn't have enough resource: cpu, requested: 5000000"),
+        "{message}"
+    );
 }
 
 async fn liveness_failure_restarts_the_container(server: &TestServer) {
@@ -527,14 +570,27 @@ async fn exec_with_stdin_and_exit_codes(server: &TestServer) {
     must(server, &["create", "namespace", "e2e-exec"]).await;
     must(
         server,
-        &["run", "sh", "-n", "e2e-exec", "--image=busybox:latest", "--image-pull-policy=IfNotPresent", "--overrides", r#"{"spec":{"terminationGracePeriodSeconds":1}}"#, "--", "sleep", "3600"],
+        &[
+            "run",
+            "sh",
+            "-n",
+            "e2e-exec",
+            "--image=busybox:latest",
+            "--image-pull-policy=IfNotPresent",
+            "--overrides",
+            r#"{"spec":{"terminationGracePeriodSeconds":1}}"#,
+            "--",
+            "sleep",
+            "3600",
+        ],
     )
     .await;
     wait_ready(server, "e2e-exec", "sh").await;
     let hosts = must(server, &["exec", "sh", "-n", "e2e-exec", "--", "cat", "/etc/hosts"]).await;
     let ip = pod_json(server, "e2e-exec", "sh").await.unwrap()["status"]["podIP"].as_str().unwrap().to_string();
     assert!(hosts.starts_with("# Kubernetes-managed hosts file.") && hosts.contains(&format!("{ip}\tsh\n")), "{hosts}");
-    let out = kubectl(server, &["exec", "sh", "-n", "e2e-exec", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]).await;
+    let out =
+        kubectl(server, &["exec", "sh", "-n", "e2e-exec", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]).await;
     assert_eq!(out.status.code(), Some(7), "exit code of the command: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "out\n");
     assert!(text(&out.stderr).contains("err"));
@@ -545,10 +601,12 @@ async fn exec_with_stdin_and_exit_codes(server: &TestServer) {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"hello stdin\n").await.unwrap();
     drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exec -i ends").unwrap();
+    let out =
+        tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exec -i ends").unwrap();
     assert_eq!(text(&out.stdout), "HELLO STDIN\n", "stdin reaches the command and EOF ends it");
     // The same over SPDY, the protocol older clients use.
-    let mut cmd = crate::kubectl::command(server, &["exec", "sh", "-n", "e2e-exec", "--", "sh", "-c", "echo spdy; exit 4"]);
+    let mut cmd =
+        crate::kubectl::command(server, &["exec", "sh", "-n", "e2e-exec", "--", "sh", "-c", "echo spdy; exit 4"]);
     cmd.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
     let out = cmd.output().await.unwrap();
     assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(4), "spdy\n"), "{}", text(&out.stderr));
@@ -589,7 +647,8 @@ spec:
         (running == 3).then_some(v)
     })
     .await;
-    let mut ips: Vec<&str> = pods["items"].as_array().unwrap().iter().filter_map(|p| p["status"]["podIP"].as_str()).collect();
+    let mut ips: Vec<&str> =
+        pods["items"].as_array().unwrap().iter().filter_map(|p| p["status"]["podIP"].as_str()).collect();
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), 3, "three distinct pod IPs: {ips:?}");

@@ -7,15 +7,14 @@
 
 use crate::common::{TestServer, raw_json};
 use crate::kubectl::must;
+use crate::node::wait_for;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use crate::node::wait_for;
 use std::time::Duration;
-
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -239,8 +238,7 @@ async fn the_kubernetes_service_points_at_the_api_server() {
     assert_eq!(p.target_port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(port))));
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let ep =
-        wait_for("kubernetes endpoints", LIMIT, || async { endpoints.get_opt("kubernetes").await.expect("get") })
-            .await;
+        wait_for("kubernetes endpoints", LIMIT, || async { endpoints.get_opt("kubernetes").await.expect("get") }).await;
     let subset = &ep.subsets.expect("subsets")[0];
     assert_eq!(subset.addresses.as_ref().expect("addresses")[0].ip, "127.0.0.1");
     assert_eq!(subset.ports.as_ref().expect("ports")[0].port, i32::from(port));

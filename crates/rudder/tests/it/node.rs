@@ -67,11 +67,7 @@ pub async fn wait_ready(server: &TestServer, ns: &str, name: &str) -> Value {
 pub async fn wait_node_ready(server: &TestServer, node: &str) -> Value {
     wait_for(&format!("node {node} to be Ready"), Duration::from_secs(60), || async {
         let n = get_json(server, &["get", "node", node, "-o", "json"]).await?;
-        n["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            .then_some(n)
+        n["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True").then_some(n)
     })
     .await
 }

@@ -17,9 +17,6 @@ use crate::node::{
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-
-
-
 /// `GET /` over HTTP/1.0 with busybox `nc` inside a pod (busybox `wget` crashes in these
 /// static images): (a 200 answer, its body, nc's stderr, how long it took).
 async fn get_in(server: &TestServer, ns: &str, pod: &str, host: &str, port: u64) -> (bool, String, String, Duration) {
@@ -32,10 +29,6 @@ async fn get_in(server: &TestServer, ns: &str, pod: &str, host: &str, port: u64)
     let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (ok, body, text(&out.stderr), took)
 }
-
-
-
-
 
 fn nft_tables() -> String {
     let out = std::process::Command::new("nft").args(["list", "tables"]).output().expect("nft runs");
@@ -203,16 +196,21 @@ spec:
     }
 
     eprintln!("services: cluster DNS names the Service (full name, search path, kube-dns)");
-    let out = must(server, &["exec", "-n", "e2e-svc", "client", "--", "nslookup", "web.e2e-svc.svc.cluster.local"]).await;
+    let out =
+        must(server, &["exec", "-n", "e2e-svc", "client", "--", "nslookup", "web.e2e-svc.svc.cluster.local"]).await;
     assert!(out.contains(&ip), "nslookup answers the cluster IP {ip}: {out}");
     let resolv = must(server, &["exec", "-n", "e2e-svc", "client", "--", "cat", "/etc/resolv.conf"]).await;
-    assert!(resolv.contains("nameserver 10.43.0.10") && resolv.contains("search e2e-svc.svc.cluster.local"), "{resolv}");
+    assert!(
+        resolv.contains("nameserver 10.43.0.10") && resolv.contains("search e2e-svc.svc.cluster.local"),
+        "{resolv}"
+    );
     assert!(resolv.contains("ndots:5"), "{resolv}");
     for name in ["web", "web.e2e-svc.svc.cluster.local"] {
         let (ok, body, err, _) = get_in(server, "e2e-svc", "client", name, 80).await;
         assert!(ok && body.starts_with("hello from web-"), "http://{name}/ through DNS and the proxy: {body:?} {err}");
     }
-    let dns = get_json(server, &["get", "service", "kube-dns", "-n", "kube-system", "-o", "json"]).await.expect("kube-dns");
+    let dns =
+        get_json(server, &["get", "service", "kube-dns", "-n", "kube-system", "-o", "json"]).await.expect("kube-dns");
     assert_eq!(dns["spec"]["clusterIP"], "10.43.0.10");
 
     eprintln!("services: ClusterIP from the host");

@@ -243,11 +243,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, client: Option<&Clien
         }
         (["exec", ns, pod, container] | ["exec", ns, pod, _, container], &Method::GET | &Method::POST) => {
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
-            stream::exec(&state, req, &ns, &pod, &container).await
+            stream::session(&state, req, stream::Session::Exec, &ns, &pod, &container).await
         }
         (["attach", ns, pod, container] | ["attach", ns, pod, _, container], &Method::GET | &Method::POST) => {
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
-            stream::attach(&state, req, &ns, &pod, &container).await
+            stream::session(&state, req, stream::Session::Attach, &ns, &pod, &container).await
         }
         (["portForward", ns, pod] | ["portForward", ns, pod, _], &Method::GET | &Method::POST) => {
             let (ns, pod) = (ns.to_string(), pod.to_string());

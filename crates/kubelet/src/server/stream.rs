@@ -103,40 +103,21 @@ async fn running_container(state: &State, ns: &str, pod: &str, container: &str) 
     }
 }
 
-/// `/exec/{ns}/{pod}/{container}`.
-pub(crate) async fn exec(
-    state: &Arc<State>,
-    req: Request<Incoming>,
-    ns: &str,
-    pod: &str,
-    container: &str,
-) -> Response<Body> {
-    let opts = match StreamOptions::from_query(req.uri().query()) {
-        Ok(o) => o,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e),
-    };
-    let id = match running_container(state, ns, pod, container).await {
-        Ok(id) => id,
-        Err(resp) => return resp,
-    };
-    let request = api::ExecRequest {
-        container_id: id,
-        cmd: opts.command.clone(),
-        tty: opts.tty,
-        stdin: opts.stdin,
-        stdout: opts.stdout,
-        stderr: opts.stderr,
-    };
-    match state.runtime.exec(request).await {
-        Ok(url) => upgrade(state, req, &url, &opts).await,
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+/// Which streaming session a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Session {
+    /// `/exec/{ns}/{pod}/{container}`: a new process in the container.
+    Exec,
+    /// `/attach/{ns}/{pod}/{container}`: the container's main process.
+    Attach,
 }
 
-/// `/attach/{ns}/{pod}/{container}`.
-pub(crate) async fn attach(
+/// `/exec/...` and `/attach/...`: asks the runtime for a streaming URL for the running
+/// container and hands the client's upgrade to it.
+pub(crate) async fn session(
     state: &Arc<State>,
     req: Request<Incoming>,
+    kind: Session,
     ns: &str,
     pod: &str,
     container: &str,
@@ -149,14 +130,30 @@ pub(crate) async fn attach(
         Ok(id) => id,
         Err(resp) => return resp,
     };
-    let request = api::AttachRequest {
-        container_id: id,
-        stdin: opts.stdin,
-        tty: opts.tty,
-        stdout: opts.stdout,
-        stderr: opts.stderr,
+    let url = match kind {
+        Session::Exec => {
+            let request = api::ExecRequest {
+                container_id: id,
+                cmd: opts.command.clone(),
+                tty: opts.tty,
+                stdin: opts.stdin,
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+            };
+            state.runtime.exec(request).await
+        }
+        Session::Attach => {
+            let request = api::AttachRequest {
+                container_id: id,
+                stdin: opts.stdin,
+                tty: opts.tty,
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+            };
+            state.runtime.attach(request).await
+        }
     };
-    match state.runtime.attach(request).await {
+    match url {
         Ok(url) => upgrade(state, req, &url, &opts).await,
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

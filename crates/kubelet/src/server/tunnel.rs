@@ -11,9 +11,8 @@
 //! protocol error (upstream's reader fails with "invalid message type received"); pings are
 //! answered; a close frame, or the runtime ending its connection, ends the session.
 
-use super::ws::{FrameWriter, Message, MessageReader, accept_key, is_websocket_upgrade, op};
-use super::{Body, State, full, shutting_down, stream, text};
-use bytes::Bytes;
+use super::ws::{FrameWriter, Message, MessageReader, is_websocket_upgrade, op};
+use super::{Body, State, shutting_down, stream, text};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -127,17 +126,7 @@ pub(crate) async fn tunnel(
         path = %req.uri().path(),
         "port forwarding: SPDY tunnelled through a WebSocket"
     );
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept_key(&client_key)) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    if let Some(v) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
-    }
+    let resp = super::ws::switching_protocols(&client_key, subprotocol.as_deref());
     let client = hyper::upgrade::on(&mut req);
     let runtime = hyper::upgrade::on(upstream);
     let shutdown = state.shutdown.clone();

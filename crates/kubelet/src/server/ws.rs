@@ -31,6 +31,23 @@ pub const V4: &str = "v4.channel.k8s.io";
 const MAX_MESSAGE: usize = 16 << 20;
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// The `101 Switching Protocols` answer to a WebSocket handshake with `client_key`, naming
+/// `protocol` when one was agreed.
+pub(crate) fn switching_protocols(client_key: &str, protocol: Option<&str>) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key(client_key)) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(v) = protocol.and_then(|p| HeaderValue::from_str(p).ok()) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    resp
+}
+
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
@@ -309,15 +326,7 @@ pub(crate) async fn bridge(
             format!("the runtime's streaming server did not accept a {V4} WebSocket ({})", upstream.status()),
         );
     }
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
-    if let Ok(v) = HeaderValue::from_str(&accept_key(&client_key)) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
+    let resp = switching_protocols(&client_key, Some(protocol));
     let client = hyper::upgrade::on(&mut req);
     let runtime = hyper::upgrade::on(upstream);
     let shutdown = state.shutdown.clone();

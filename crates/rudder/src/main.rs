@@ -401,6 +401,11 @@ async fn publish_dns_service(client: &kube::Client) -> Result<()> {
             ],
         },
     }))?;
+    // On a restart the Service is already there; creating it again would fail on its address
+    // (allocation comes before the name check, as upstream) rather than on its name.
+    if services.get_opt("kube-dns").await.context("cannot read the kube-dns Service")?.is_some() {
+        return Ok(());
+    }
     match services.create(&kube::api::PostParams::default(), &service).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),

@@ -15,6 +15,7 @@ pub mod endpointslice;
 pub mod gc;
 pub mod leader;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
@@ -37,6 +38,9 @@ pub struct Options {
     /// The cluster CA certificate and key (PEM) that sign approved node certificate requests;
     /// `None` leaves approved requests unsigned.
     pub signing_ca: Option<(String, String)>,
+    /// The cluster's pod network, cut into a block per node by the node IPAM controller;
+    /// `None` is [`nodeipam::DEFAULT_CLUSTER_CIDR`].
+    pub cluster_cidr: Option<String>,
 }
 
 /// Runs every controller while this process holds the `kube-system/kube-controller-manager`
@@ -65,6 +69,7 @@ async fn run_controllers(client: Client, options: Options, shutdown: Shutdown) -
         tokio::spawn(endpoints::run(client.clone(), shutdown.clone())),
         tokio::spawn(endpointslice::run(client.clone(), shutdown.clone())),
         tokio::spawn(certificates::run(client.clone(), options.signing_ca.clone(), shutdown.clone())),
+        tokio::spawn(nodeipam::run(client.clone(), node_ipam_config(&options), shutdown.clone())),
     ])
     .await;
     for r in results {
@@ -83,4 +88,9 @@ fn node_lifecycle_config(options: &Options) -> nodelifecycle::Config {
 
 fn pod_gc_config(options: &Options) -> podgc::Config {
     podgc::Config::for_grace_period(grace_period(options))
+}
+
+fn node_ipam_config(options: &Options) -> nodeipam::Config {
+    let default = nodeipam::Config::default();
+    nodeipam::Config { cluster_cidr: options.cluster_cidr.clone().unwrap_or(default.cluster_cidr), ..default }
 }

@@ -40,8 +40,8 @@ pub struct Options {
     pub node_ip: IpAddr,
     /// Directory for the node's state (containerd, pods, logs, CNI).
     pub dir: PathBuf,
-    /// Pod CIDR of this node.
-    pub pod_cidr: Cidr,
+    /// Pod CIDR of this node; `None` waits for the node IPAM controller to give the node one.
+    pub pod_cidr: Option<Cidr>,
     /// Cluster DNS service IP written into pods' resolv.conf (`ClusterFirst`).
     pub cluster_dns: Option<IpAddr>,
     /// Cluster domain.
@@ -69,7 +69,7 @@ impl Options {
             node_name,
             node_ip,
             dir,
-            pod_cidr: "10.42.0.0/24".parse().expect("static CIDR"),
+            pod_cidr: None,
             cluster_dns: Some("10.43.0.10".parse().expect("static IP")),
             cluster_domain: "cluster.local".into(),
             listen: "0.0.0.0:10250".parse().expect("static address"),
@@ -97,33 +97,33 @@ pub async fn run(client: Client, options: Options, mut shutdown: watch::Receiver
         .context("cannot install the egress guard for the cluster ranges")?;
 
     let mut managed = None;
+    let mut pod_network = None;
     let runtime: Arc<dyn Runtime> = match &options.runtime_endpoint {
         Some(socket) => Arc::new(CriRuntime::connect(socket).await?),
         None => {
             let cni_bin_dir = containerd::check_prerequisites()?;
-            let suffix = network::short_hash(&options.dir.display().to_string());
-            let cni_conf_dir = options.dir.join("cni").join("net.d");
-            let conflist = network::conflist(
-                &format!("rudder-{suffix}"),
-                &format!("rudder-{suffix}"),
-                options.pod_cidr,
-                &options.dir.join("cni").join("ipam"),
-            );
-            network::write_conflist(&cni_conf_dir, &conflist)?;
+            let cni = PodNetwork::new(&options.dir);
+            std::fs::create_dir_all(&cni.conf_dir)
+                .with_context(|| format!("cannot create {}", cni.conf_dir.display()))?;
+            // Without a pod CIDR yet the network config comes once the node has one; the CRI
+            // plugin picks it up from the directory.
+            if let Some(cidr) = options.pod_cidr {
+                cni.write(cidr)?;
+            }
             let settings = containerd::Settings {
                 dir: options.dir.join("containerd"),
                 sandbox_image: PAUSE_IMAGE.into(),
                 cni_bin_dir,
-                cni_conf_dir,
+                cni_conf_dir: cni.conf_dir.clone(),
             };
             let (process, cri) = Containerd::start(settings).await?;
             managed = Some(process);
+            pod_network = Some(cni);
             Arc::new(cri)
         }
     };
-    let result =
-        run_with(client, options.clone(), runtime, managed.as_ref().map(|m| m.settings().socket()), &mut shutdown)
-            .await;
+    let socket = managed.as_ref().map(|m| m.settings().socket());
+    let result = run_with(client, options.clone(), runtime, socket, pod_network, &mut shutdown).await;
     if let Some(mut m) = managed {
         m.stop().await;
     }
@@ -131,11 +131,64 @@ pub async fn run(client: Client, options: Options, mut shutdown: watch::Receiver
     result
 }
 
+/// The CNI network config the managed containerd uses.
+struct PodNetwork {
+    conf_dir: PathBuf,
+    name: String,
+    ipam_dir: PathBuf,
+}
+
+impl PodNetwork {
+    fn new(dir: &std::path::Path) -> PodNetwork {
+        let suffix = network::short_hash(&dir.display().to_string());
+        PodNetwork {
+            conf_dir: dir.join("cni").join("net.d"),
+            name: format!("rudder-{suffix}"),
+            ipam_dir: dir.join("cni").join("ipam"),
+        }
+    }
+
+    fn write(&self, pod_cidr: Cidr) -> Result<()> {
+        network::write_conflist(&self.conf_dir, &network::conflist(&self.name, &self.name, pod_cidr, &self.ipam_dir))
+    }
+}
+
+/// Waits until the node IPAM controller has written the node's pod CIDR.
+async fn wait_for_pod_cidr(client: &Client, node: &str, shutdown: &mut watch::Receiver<bool>) -> Result<Cidr> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        match nodes.get_opt(node).await {
+            Ok(Some(n)) => {
+                let cidr = n.spec.as_ref().and_then(|s| s.pod_cidr.clone()).filter(|c| !c.is_empty());
+                if let Some(cidr) = cidr {
+                    return cidr.parse().with_context(|| format!("node {node} has pod CIDR {cidr:?}"));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("reading node {node} for its pod CIDR: {e}"),
+        }
+        if !told && started.elapsed() > Duration::from_secs(10) {
+            tracing::warn!(
+                "node {node} still has no pod CIDR: the server's controller manager gives one (is it running?), \
+                 or start the node with --pod-cidr"
+            );
+            told = true;
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => anyhow::bail!("stopped while waiting for a pod CIDR"),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
 async fn run_with(
     client: Client,
     options: Options,
     runtime: Arc<dyn Runtime>,
     containerd_socket: Option<PathBuf>,
+    pod_network: Option<PodNetwork>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<()> {
     if let Some(socket) = &containerd_socket {
@@ -161,14 +214,31 @@ async fn run_with(
             }
         });
     }
-    let id = Identity {
+    let mut id = Identity {
         name: options.node_name.clone(),
         ip: options.node_ip,
         kubelet_port: port,
         labels: options.labels.clone(),
-        pod_cidr: options.pod_cidr.to_string(),
+        pod_cidr: options.pod_cidr.map(|c| c.to_string()),
     };
     let node_uid = register(&client, &id, &machine).await?;
+    if options.pod_cidr.is_none() {
+        let cidr = wait_for_pod_cidr(&client, &options.node_name, shutdown).await?;
+        tracing::info!("node {} has pod CIDR {cidr}", options.node_name);
+        if let Some(cni) = &pod_network {
+            cni.write(cidr)?;
+        }
+        // A node registered again after a deletion asks for the block it uses.
+        id.pod_cidr = Some(cidr.to_string());
+    }
+    let routes = tokio::spawn(crate::routes::run(
+        client.clone(),
+        options.node_name.clone(),
+        options.guard_table(),
+        options.dir.join("routes.json"),
+        options.guarded.clone(),
+        shutdown.clone(),
+    ));
 
     let node_facts = NodeFacts {
         node_name: options.node_name.clone(),
@@ -255,6 +325,7 @@ async fn run_with(
         }
     }
     heartbeat.abort();
+    routes.abort();
     Ok(())
 }
 

@@ -18,5 +18,6 @@ pub mod node;
 pub mod pod;
 pub mod probes;
 pub mod pull;
+pub mod routes;
 pub mod server;
 pub mod volumes;

@@ -95,14 +95,16 @@ pub fn uplinks() -> Vec<String> {
 
 /// The nftables ruleset of the egress guard: packets for the cluster ranges that would leave
 /// through an uplink are dropped in postrouting (after any Service DNAT, so correctly translated
-/// traffic passes).
+/// traffic passes), except for other nodes' pod CIDRs this node routes to them (the `routed`
+/// set, kept by [`crate::routes`]).
 pub fn guard_ruleset(table: &str, uplinks: &[String], ranges: &[Cidr]) -> String {
     let ifs = uplinks.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ");
     let nets = ranges.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ");
     let mut s = format!("table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{\n");
+    s.push_str("  set routed {\n    type ipv4_addr; flags interval;\n  }\n");
     s.push_str("  chain post {\n    type filter hook postrouting priority 100; policy accept;\n");
     if !ifs.is_empty() && !nets.is_empty() {
-        s.push_str(&format!("    oifname {{ {ifs} }} ip daddr {{ {nets} }} counter drop\n"));
+        s.push_str(&format!("    oifname {{ {ifs} }} ip daddr {{ {nets} }} ip daddr != @routed counter drop\n"));
     }
     s.push_str("  }\n}\n");
     s
@@ -173,7 +175,9 @@ mod tests {
             &["10.42.0.0/16".parse().unwrap(), "10.43.0.0/16".parse().unwrap()],
         );
         assert!(r.contains("hook postrouting priority 100"));
-        assert!(r.contains(r#"oifname { "eth0" } ip daddr { 10.42.0.0/16, 10.43.0.0/16 } counter drop"#));
+        assert!(r.contains(
+            r#"oifname { "eth0" } ip daddr { 10.42.0.0/16, 10.43.0.0/16 } ip daddr != @routed counter drop"#
+        ));
         assert!(r.starts_with("table inet rudder_guard_x {}\ndelete table inet rudder_guard_x\n"));
     }
 }

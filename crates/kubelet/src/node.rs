@@ -105,8 +105,8 @@ pub struct Identity {
     pub kubelet_port: u16,
     /// Extra labels given on the command line.
     pub labels: Vec<(String, String)>,
-    /// Pod CIDR this node uses.
-    pub pod_cidr: String,
+    /// Pod CIDR this node uses; `None` until the node IPAM controller gives one.
+    pub pod_cidr: Option<String>,
 }
 
 /// RFC 3339 with seconds (`metav1.Time`).
@@ -134,6 +134,10 @@ pub fn registration(id: &Identity, machine: &Machine) -> Value {
     for (k, v) in &id.labels {
         labels.insert(k.clone(), json!(v));
     }
+    let spec = match &id.pod_cidr {
+        Some(cidr) => json!({ "podCIDR": cidr, "podCIDRs": [cidr] }),
+        None => json!({}),
+    };
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -142,7 +146,7 @@ pub fn registration(id: &Identity, machine: &Machine) -> Value {
             "labels": labels,
             "annotations": { "node.alpha.kubernetes.io/ttl": "0" },
         },
-        "spec": { "podCIDR": id.pod_cidr, "podCIDRs": [id.pod_cidr] },
+        "spec": spec,
     })
 }
 
@@ -281,7 +285,7 @@ mod tests {
             ip: "192.0.2.5".parse().unwrap(),
             kubelet_port: 10250,
             labels: vec![("role".into(), "x".into())],
-            pod_cidr: "10.42.0.0/24".into(),
+            pod_cidr: Some("10.42.0.0/24".into()),
         }
     }
 

@@ -90,6 +90,9 @@ struct ServerArgs {
     /// Unknown and tainted unreachable (upstream's --node-monitor-grace-period, 50 s since 1.32).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     node_monitor_grace_period_seconds: u64,
+    /// The cluster's pod network; each node gets a /24 of it for its pods.
+    #[arg(long, default_value = rudder_controllers::nodeipam::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -104,9 +107,10 @@ struct NodeArgs {
     /// interface].
     #[arg(long)]
     node_ip: Option<IpAddr>,
-    /// Pod CIDR of this machine's node.
-    #[arg(long, default_value = "10.42.0.0/24")]
-    pod_cidr: String,
+    /// Pod CIDR of this machine's node [default: a block of the cluster CIDR that the server's
+    /// node IPAM controller gives the node].
+    #[arg(long)]
+    pod_cidr: Option<String>,
     /// Port of the node agent's HTTPS API (logs, exec, port-forward); 0 picks a free port.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
@@ -182,6 +186,7 @@ async fn start_components(
             signing_ca,
             root_ca_pem: ca.and_then(|p| std::fs::read_to_string(p).ok()),
             node_monitor_grace_period: Some(Duration::from_secs(args.node_monitor_grace_period_seconds)),
+            cluster_cidr: Some(args.cluster_cidr.clone()),
         };
         tasks.push(tokio::spawn(
             async move { report("controller manager")(rudder_controllers::run(c, options, s).await) },
@@ -221,7 +226,7 @@ fn node_identity(args: &NodeArgs) -> (String, IpAddr) {
 fn node_options(args: &NodeArgs, data_dir: &std::path::Path) -> Result<rudder_kubelet::agent::Options> {
     let (name, ip) = node_identity(args);
     let mut options = rudder_kubelet::agent::Options::new(name, ip, data_dir.join("agent"));
-    options.pod_cidr = args.pod_cidr.parse().context("--pod-cidr")?;
+    options.pod_cidr = args.pod_cidr.as_deref().map(str::parse).transpose().context("--pod-cidr")?;
     options.listen = std::net::SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), args.kubelet_port);
     options.runtime_endpoint = args.container_runtime_endpoint.clone();
     options.cgroup_root = args.cgroup_root.clone();
@@ -243,6 +248,15 @@ fn serving_hosts(name: &str, ip: IpAddr) -> Vec<String> {
 /// from the cluster CA in the data dir.
 fn agent_options(args: &ServerArgs, data_dir: &std::path::Path) -> Result<rudder_kubelet::agent::Options> {
     let mut options = node_options(&args.node, data_dir)?;
+    if args.disable_controller_manager && options.pod_cidr.is_none() {
+        // Nobody hands out blocks: the node takes the cluster CIDR's first one.
+        let mut pool = rudder_controllers::nodeipam::Allocator::new(
+            &args.cluster_cidr,
+            rudder_controllers::nodeipam::DEFAULT_NODE_MASK_SIZE,
+        )
+        .context("--cluster-cidr")?;
+        options.pod_cidr = pool.allocate().map(|c| c.parse()).transpose()?;
+    }
     let hosts = serving_hosts(&options.node_name, options.node_ip);
     let serving = rudder_apiserver::pki::kubelet_serving_cert(data_dir, &options.node_name, &hosts)
         .context("cannot issue the node agent's serving certificate")?;
@@ -479,6 +493,11 @@ async fn wait_for_signal() {
 async fn server(args: ServerArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    rudder_controllers::nodeipam::Allocator::new(
+        &args.cluster_cidr,
+        rudder_controllers::nodeipam::DEFAULT_NODE_MASK_SIZE,
+    )
+    .context("--cluster-cidr")?;
     let mut config = rudder_apiserver::Config::new(data_dir.clone());
     config.bind_address = args.bind_address;
     config.https_port = args.https_port;

@@ -14,6 +14,7 @@ mod gc;
 mod kubectl;
 mod leader;
 mod lifecycle;
+mod multinode;
 mod node;
 mod nodelifecycle;
 mod nodesim;

@@ -19,7 +19,13 @@ use std::time::{Duration, Instant};
 
 /// `GET /` over HTTP/1.0 with busybox `nc` inside a pod (busybox `wget` crashes in these
 /// static images): (a 200 answer, its body, nc's stderr, how long it took).
-async fn get_in(server: &TestServer, ns: &str, pod: &str, host: &str, port: u64) -> (bool, String, String, Duration) {
+pub(crate) async fn get_in(
+    server: &TestServer,
+    ns: &str,
+    pod: &str,
+    host: &str,
+    port: u64,
+) -> (bool, String, String, Duration) {
     let start = Instant::now();
     let script = format!(r#"printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 {host} {port}"#);
     let out = kubectl(server, &["exec", "-n", ns, pod, "--", "sh", "-c", &script]).await;

@@ -1,5 +1,6 @@
-//! Service allocations: cluster IPs from the service range and node ports from 30000-32767,
-//! as upstream's Service REST storage does before validation.
+//! Service allocations: cluster IPs from the service range, node ports and health check node
+//! ports (`type: LoadBalancer` with `externalTrafficPolicy: Local`) from 30000-32767, as
+//! upstream's Service REST storage does before validation.
 //!
 //! Each allocated address or port is a key of its own in the store (outside `/registry/`, so
 //! the watch cache does not see it): creating the key is the reservation, and a conflict means
@@ -11,7 +12,8 @@
 //! ([`normalize_cluster_ips`]), fields the new type does not use are dropped when the client
 //! left them unchanged ([`drop_type_dependent_fields`]), and then [`allocate_update`] reserves
 //! what the new object needs (a cluster IP when leaving `ExternalName`, node ports when
-//! becoming `NodePort` or `LoadBalancer`). What the old object held and the new one does not
+//! becoming `NodePort` or `LoadBalancer`, a health check node port when becoming a
+//! `LoadBalancer` with `externalTrafficPolicy: Local`). What the old object held and the new one does not
 //! is given back by [`release_unheld`] once the update is stored.
 
 use crate::server::ApiServer;
@@ -143,6 +145,12 @@ fn has_node_ports(spec: &Map<String, Value>) -> bool {
     matches!(type_of(spec), "NodePort" | "LoadBalancer")
 }
 
+/// Upstream's `NeedsHealthCheck`: a `LoadBalancer` with `externalTrafficPolicy: Local` gets a
+/// health check node port, served by the proxy of every node.
+fn needs_health_check(spec: &Map<String, Value>) -> bool {
+    type_of(spec) == "LoadBalancer" && spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
+}
+
 fn spec_of(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("spec").and_then(Value::as_object)
 }
@@ -165,7 +173,54 @@ async fn allocate_inner(srv: &ApiServer, obj: &mut Value, owner: &str, reserved:
         return Ok(());
     }
     allocate_cluster_ip(srv, spec, &name, Some(owner), reserved).await?;
-    allocate_node_ports(srv, spec, &name, Some(owner), reserved, &HashSet::new()).await
+    allocate_node_ports(srv, spec, &name, Some(owner), reserved, &HashSet::new()).await?;
+    if needs_health_check(spec) {
+        allocate_health_check_port(srv, spec, Some(owner), reserved).await?;
+    }
+    Ok(())
+}
+
+/// Upstream's `allocHealthCheckNodePort`: the requested `healthCheckNodePort` is reserved
+/// (from the node port range, shared with node ports), or a free one allocated. As upstream,
+/// a port that cannot be had is an internal error (allocation runs before validation).
+async fn allocate_health_check_port(
+    srv: &ApiServer,
+    spec: &mut Map<String, Value>,
+    owner: Option<&str>,
+    reserved: &mut Vec<String>,
+) -> ApiResult<()> {
+    let asked = spec.get("healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0);
+    if asked != 0 {
+        let in_range = u16::try_from(asked).is_ok_and(|n| NODE_PORTS.contains(&n));
+        let detail = if !in_range {
+            Some(format!(
+                "provided port is not in the valid range. The range of valid ports is {}-{}",
+                NODE_PORTS.start(),
+                NODE_PORTS.end()
+            ))
+        } else if !reserve(srv, &port_key(asked as u64), owner).await? {
+            Some("provided port is already allocated".to_string())
+        } else {
+            None
+        };
+        if let Some(detail) = detail {
+            return Err(ApiError::internal(format!(
+                "failed to allocate requested HealthCheck NodePort {asked}: {detail}"
+            )));
+        }
+        reserved.extend(owner.map(|_| port_key(asked as u64)));
+        return Ok(());
+    }
+    for _ in 0..64 {
+        let n = u64::from(rand::rng().random_range(NODE_PORTS));
+        let key = port_key(n);
+        if reserve(srv, &key, owner).await? {
+            reserved.extend(owner.map(|_| key));
+            spec.insert("healthCheckNodePort".into(), json!(n));
+            return Ok(());
+        }
+    }
+    Err(ApiError::internal("failed to allocate a HealthCheck NodePort: range is full".to_string()))
 }
 
 /// Gives `spec` its cluster IP: the requested one (which must be in the range and free), a
@@ -365,13 +420,20 @@ async fn allocate_update_inner(
         .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
         .filter(|n| *n > 0)
         .collect();
-    allocate_node_ports(srv, spec, &name, owner, reserved, &held).await
+    allocate_node_ports(srv, spec, &name, owner, reserved, &held).await?;
+    // Upstream's `updateHealthCheckNodePort`: a port when the service starts needing one (while
+    // it keeps needing it, validation refuses a change; when it stops, the old port is released
+    // once the update is stored).
+    if needs_health_check(spec) && !needs_health_check(&old_spec) {
+        allocate_health_check_port(srv, spec, owner, reserved).await?;
+    }
+    Ok(())
 }
 
 /// On update, values the server allocated are kept when the new object leaves them out (a
 /// PUT of a manifest without `clusterIP`, as upstream's `patchAllocatedValues` does): the
 /// cluster IPs when both types have one, node ports (matched by port and protocol) when both
-/// types use them.
+/// types use them, the health check node port while both need one.
 pub fn carry_over(old: &Value, new: &mut Value) {
     let Some(old_spec) = spec_of(old) else { return };
     let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else { return };
@@ -392,6 +454,13 @@ pub fn carry_over(old: &Value, new: &mut Value) {
         {
             spec.insert(f.into(), v.clone());
         }
+    }
+    if needs_health_check(old_spec)
+        && needs_health_check(spec)
+        && spec.get("healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0) == 0
+        && let Some(v) = old_spec.get("healthCheckNodePort")
+    {
+        spec.insert("healthCheckNodePort".into(), v.clone());
     }
     if !(needs_node_ports(old_spec) && needs_node_ports(spec)) {
         return;
@@ -494,10 +563,7 @@ pub fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
             }
         }
     }
-    let needs_hc = |s: &Map<String, Value>| {
-        type_of(s) == "LoadBalancer" && s.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
-    };
-    if needs_hc(&old_spec) && !needs_hc(spec) && same(spec, "healthCheckNodePort") {
+    if needs_health_check(&old_spec) && !needs_health_check(spec) && same(spec, "healthCheckNodePort") {
         spec.remove("healthCheckNodePort");
     }
     let old_type = type_of(&old_spec).to_string();
@@ -593,6 +659,30 @@ mod tests {
         for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
             assert!(new["spec"].get(f).is_none(), "{f} dropped");
         }
+    }
+
+    #[test]
+    fn health_check_node_ports_follow_the_traffic_policy() {
+        let lb = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9"], "healthCheckNodePort": 31000,
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30001}]}});
+        assert!(needs_health_check(spec_of(&lb).unwrap()));
+        assert!(held_keys(&lb).contains(&format!("{PORT_PREFIX}31000")));
+        // A PUT without it keeps the allocated one while the service needs it.
+        let mut new =
+            json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}});
+        carry_over(&lb, &mut new);
+        assert_eq!(new["spec"]["healthCheckNodePort"], 31000);
+        // externalTrafficPolicy: Cluster: dropped (and released once stored).
+        let mut new = lb.clone();
+        new["spec"]["externalTrafficPolicy"] = json!("Cluster");
+        carry_over(&lb, &mut new);
+        drop_type_dependent_fields(&lb, &mut new);
+        assert!(new["spec"].get("healthCheckNodePort").is_none());
+        assert!(!held_keys(&new).contains(&format!("{PORT_PREFIX}31000")));
+        // A NodePort service never needs one.
+        let np = json!({"spec": {"type": "NodePort", "externalTrafficPolicy": "Local"}});
+        assert!(!needs_health_check(spec_of(&np).unwrap()));
     }
 
     #[test]

@@ -413,7 +413,7 @@ where
     (store, task)
 }
 
-fn key_of<K: Resource>(o: &K) -> ServiceKey {
+pub(crate) fn key_of<K: Resource>(o: &K) -> ServiceKey {
     (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
 }
 
@@ -505,11 +505,11 @@ impl Drop for ServiceWatches {
 }
 
 /// Runs `workers` workers over `queue` with `reconcile` until `shutdown`, queueing every
-/// Service again every [`RESYNC`].
+/// Service of `services` again every [`RESYNC`].
 pub(crate) async fn run_workers<F, Fut>(
     name: &'static str,
     queue: WorkQueue<ServiceKey>,
-    watches: &ServiceWatches,
+    services: Store<Service>,
     shutdown: Shutdown,
     reconcile: F,
 ) where
@@ -532,7 +532,6 @@ pub(crate) async fn run_workers<F, Fut>(
             }
         });
     }
-    let services = watches.services.clone();
     let resync = {
         let queue = queue.clone();
         async move {
@@ -660,7 +659,10 @@ pub async fn run(client: Client, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     let ctx = Arc::new(Ctx { client, watches, triggers: TriggerTimes::default() });
     let c = ctx.clone();
-    run_workers("endpoints controller", queue, &ctx.watches, shutdown, move |key| reconcile(c.clone(), key)).await;
+    run_workers("endpoints controller", queue, ctx.watches.services.clone(), shutdown, move |key| {
+        reconcile(c.clone(), key)
+    })
+    .await;
     ep_task.abort();
     Ok(())
 }

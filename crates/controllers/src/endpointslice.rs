@@ -59,11 +59,11 @@ pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 pub const ADDRESS_TYPE: &str = "IPv4";
 
 /// A set of ports, sorted, identifying a group of endpoints.
-type PortsKey = Vec<(String, i32, String, String)>;
+pub(crate) type PortsKey = Vec<(String, i32, String, String)>;
 /// An endpoint's identity: its addresses and its pod's uid.
-type EndpointKey = (Vec<String>, String);
+pub(crate) type EndpointKey = (Vec<String>, String);
 
-fn ports_key(ports: &[EndpointPort]) -> PortsKey {
+pub(crate) fn ports_key(ports: &[EndpointPort]) -> PortsKey {
     let mut k: PortsKey = ports
         .iter()
         .map(|p| {
@@ -79,7 +79,7 @@ fn ports_key(ports: &[EndpointPort]) -> PortsKey {
     k
 }
 
-fn endpoint_key(e: &Endpoint) -> EndpointKey {
+pub(crate) fn endpoint_key(e: &Endpoint) -> EndpointKey {
     let mut addresses = e.addresses.clone();
     addresses.sort();
     (addresses, e.target_ref.as_ref().and_then(|r| r.uid.clone()).unwrap_or_default())
@@ -343,8 +343,17 @@ async fn reconcile(ctx: Arc<Ctx>, key: ServiceKey) -> Result<(), ReconcileError>
     if plan.is_empty() {
         return Ok(());
     }
-    for mut slice in plan.update {
-        stamp(&mut slice, trigger);
+    let mut plan = plan;
+    for slice in plan.update.iter_mut().chain(plan.create.iter_mut()) {
+        stamp(slice, trigger);
+    }
+    write_plan(&api, plan, true).await
+}
+
+/// Writes a plan: updates (a conflict means the slice changed meanwhile: retried later), creates
+/// (unless `create` is false; a namespace going away ends the work) and deletes.
+pub(crate) async fn write_plan(api: &Api<EndpointSlice>, plan: Plan, create: bool) -> Result<(), ReconcileError> {
+    for slice in plan.update {
         match api.replace(&slice.name_any(), &PostParams::default(), &slice).await {
             Ok(_) => {}
             Err(e) if is_conflict(&e) || is_not_found(&e) => {
@@ -353,8 +362,7 @@ async fn reconcile(ctx: Arc<Ctx>, key: ServiceKey) -> Result<(), ReconcileError>
             Err(e) => return Err(e.into()),
         }
     }
-    for mut slice in plan.create {
-        stamp(&mut slice, trigger);
+    for slice in plan.create.into_iter().filter(|_| create) {
         match api.create(&PostParams::default(), &slice).await {
             Ok(_) => {}
             Err(e) if is_namespace_gone(&e) => return Ok(()),
@@ -389,8 +397,10 @@ pub async fn run(client: Client, shutdown: Shutdown) -> anyhow::Result<()> {
     if watches.ready(&shutdown).await {
         let ctx = Arc::new(Ctx { client, watches, nodes, triggers: TriggerTimes::default() });
         let c = ctx.clone();
-        run_workers("endpointslice controller", queue, &ctx.watches, shutdown, move |key| reconcile(c.clone(), key))
-            .await;
+        run_workers("endpointslice controller", queue, ctx.watches.services.clone(), shutdown, move |key| {
+            reconcile(c.clone(), key)
+        })
+        .await;
     }
     node_task.abort();
     slice_task.abort();

@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod gc;
 pub mod leader;
 pub mod namespace;
@@ -68,6 +69,7 @@ async fn run_controllers(client: Client, options: Options, shutdown: Shutdown) -
         tokio::spawn(podgc::run(client.clone(), pod_gc_config(&options), shutdown.clone())),
         tokio::spawn(endpoints::run(client.clone(), shutdown.clone())),
         tokio::spawn(endpointslice::run(client.clone(), shutdown.clone())),
+        tokio::spawn(endpointslicemirroring::run(client.clone(), shutdown.clone())),
         tokio::spawn(certificates::run(client.clone(), options.signing_ca.clone(), shutdown.clone())),
         tokio::spawn(nodeipam::run(client.clone(), node_ipam_config(&options), shutdown.clone())),
     ])

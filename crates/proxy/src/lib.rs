@@ -6,11 +6,15 @@
 //! [`Options::min_sync_interval`]) recomputes the node's whole ruleset ([`rules::desired`]) and
 //! applies the difference ([`dataplane::Dataplane`]). On shutdown the table is removed.
 //!
+//! It serves the health check node ports of `externalTrafficPolicy: Local` LoadBalancers
+//! ([`healthcheck`]) on [`Options::health_check_address`].
+//!
 //! With [`Options::load_balancer`] it also plays the cloud's part for `type: LoadBalancer`
 //! Services, like k3s's servicelb: their `status.loadBalancer.ingress` lists the nodes'
 //! addresses, and the ruleset serves their ports there.
 
 pub mod dataplane;
+pub mod healthcheck;
 pub mod rules;
 
 use anyhow::{Context, Result};
@@ -45,12 +49,14 @@ pub struct Options {
     pub min_sync_interval: Duration,
     /// Whether this process is the LoadBalancer provider (run it on one node only).
     pub load_balancer: bool,
+    /// Where the health check node ports are served ([`healthcheck`]); `None` serves none.
+    pub health_check_address: Option<IpAddr>,
 }
 
 impl Options {
     /// Defaults for `node_name`: cluster range 10.42.0.0/16, Service range 10.43.0.0/16,
     /// table `rudder_proxy_<hash of the node name>`, syncs at most every 200 ms, no
-    /// LoadBalancer provider.
+    /// LoadBalancer provider, health check node ports on every address (as upstream).
     pub fn new(node_name: impl Into<String>, node_ips: Vec<IpAddr>) -> Self {
         let node_name = node_name.into();
         Options {
@@ -61,6 +67,7 @@ impl Options {
             service_cidr: Some(Cidr { addr: std::net::Ipv4Addr::new(10, 43, 0, 0), prefix: 16 }),
             min_sync_interval: Duration::from_millis(200),
             load_balancer: false,
+            health_check_address: Some(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
         }
     }
 }
@@ -200,6 +207,8 @@ pub async fn run(
             masquerade_local_pods: None,
         };
         let mut proxier = Some(Proxier::new(view, Dataplane::new(options.table.clone())));
+        let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut health = options.health_check_address.map(|a| healthcheck::HealthServer::new(a, healthy.clone()));
         let mut last = Instant::now() - options.min_sync_interval;
         let mut failures = 0u32;
         loop {
@@ -211,6 +220,9 @@ pub async fn run(
             let mut p = proxier.take().context("proxier")?;
             p.view.masquerade_local_pods = if bridge_netfilter() { None } else { own_pod_cidr(&nodes, &options.node_name) };
             let (svcs, eps) = (services.state(), slices.state());
+            let checks = health.as_ref().map(|_| {
+                healthcheck::checks(svcs.iter().map(AsRef::as_ref), eps.iter().map(AsRef::as_ref), &options.node_name)
+            });
             let (p, outcome) = tokio::task::spawn_blocking(move || {
                 let r = p.sync(svcs.iter().map(|s| s.as_ref()), eps.iter().map(|s| s.as_ref()));
                 (p, r)
@@ -220,6 +232,10 @@ pub async fn run(
             proxier = Some(p);
             last = Instant::now();
             lb_notify.notify_one();
+            healthy.store(outcome.is_ok(), std::sync::atomic::Ordering::Relaxed);
+            if let (Some(h), Some(c)) = (health.as_mut(), checks) {
+                h.sync(c);
+            }
             match outcome {
                 Ok(s) => {
                     failures = 0;
@@ -275,7 +291,7 @@ pub async fn run(
 }
 
 /// Resolves once `shutdown` is true or its sender is gone.
-async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     loop {
         if *shutdown.borrow_and_update() {
             return;

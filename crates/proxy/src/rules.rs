@@ -24,6 +24,10 @@
 //!   `nat-postrouting`. Hairpin traffic (a pod reaching itself through a Service) is marked
 //!   there too, with one lookup of `source . destination` in the set `hairpin-endpoints`
 //!   (`IP . IP` for every endpoint) instead of upstream's rule per endpoint chain.
+//! * `loadBalancerSourceRanges`: a filter chain on prerouting and output (priority -110, before
+//!   NAT) looks new connections up in the verdict map `firewall-ips` (LoadBalancer IP . proto .
+//!   port) and sends them to a `firewall-…` chain per service port that drops sources outside
+//!   the ranges. As upstream, only the LoadBalancer IPs are filtered, not the node ports.
 //! * Services without usable endpoints are never translated: the filter chains (priority -110,
 //!   before NAT) send them to `reject-chain` (TCP reset, else ICMP port unreachable) through the
 //!   `no-endpoint-services` / `no-endpoint-nodeports` maps; a cluster IP on a port it does not
@@ -234,8 +238,14 @@ fn base(node: &NodeView) -> Ruleset {
     chain(
         "filter-output",
         Some("type filter hook output priority -110; policy accept;"),
-        &["ct state new jump service-endpoints-check"],
+        &["ct state new jump service-endpoints-check", "ct state new jump firewall-check"],
     );
+    chain(
+        "filter-prerouting",
+        Some("type filter hook prerouting priority -110; policy accept;"),
+        &["ct state new jump firewall-check"],
+    );
+    chain("firewall-check", None, &["ip daddr . meta l4proto . th dport vmap @firewall-ips"]);
     chain(
         "filter-output-post-dnat",
         Some("type filter hook output priority -90; policy accept;"),
@@ -281,6 +291,7 @@ fn fixed_sets() -> BTreeMap<String, Set> {
     let set = |kind: SetKind, spec: &str| Set { kind, spec: spec.to_string(), elements: BTreeMap::new() };
     BTreeMap::from([
         ("cluster-ips".to_string(), set(SetKind::Set, "type ipv4_addr;")),
+        ("firewall-ips".to_string(), set(SetKind::Map, "type ipv4_addr . inet_proto . inet_service : verdict;")),
         ("hairpin-endpoints".to_string(), set(SetKind::Set, "type ipv4_addr . ipv4_addr;")),
         ("service-ips".to_string(), set(SetKind::Map, "type ipv4_addr . inet_proto . inet_service : verdict;")),
         ("service-nodeports".to_string(), set(SetKind::Map, "type inet_proto . inet_service : verdict;")),
@@ -393,7 +404,7 @@ fn endpoints_of(slices: &[&EndpointSlice], port_name: &str, proto: &str, node_na
 }
 
 /// Whether the proxy programs this Service at all (upstream's ShouldSkipService).
-fn proxied(svc: &Service) -> bool {
+pub(crate) fn proxied(svc: &Service) -> bool {
     let Some(spec) = &svc.spec else { return false };
     if spec.type_.as_deref() == Some("ExternalName") {
         return false;
@@ -488,15 +499,22 @@ fn add_service(rs: &mut Ruleset, svc: &Service, index: &SliceIndex<'_>, node: &N
     cluster_ips.dedup();
     let mut external_ips: BTreeSet<Ipv4Addr> =
         spec.external_ips.iter().flatten().filter_map(|s| v4(s)).filter(|ip| !cluster_ips.contains(ip)).collect();
+    let mut lb_ips: BTreeSet<Ipv4Addr> = BTreeSet::new();
     if spec.type_.as_deref() == Some("LoadBalancer") {
         let ingress = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_ref());
         for i in ingress.into_iter().flatten() {
             // ipMode Proxy: the load balancer delivers to the node itself, no VIP to capture.
             if i.ip_mode.as_deref() != Some("Proxy") {
-                external_ips.extend(i.ip.as_deref().and_then(v4).filter(|ip| !cluster_ips.contains(ip)));
+                lb_ips.extend(i.ip.as_deref().and_then(v4).filter(|ip| !cluster_ips.contains(ip)));
             }
         }
+        external_ips.extend(lb_ips.iter().copied());
     }
+    // `loadBalancerSourceRanges`: traffic to the LoadBalancer IPs from elsewhere is dropped, before
+    // NAT (upstream's firewall chains). Node ports and external IPs are not filtered, as upstream.
+    let source_ranges: Vec<Cidr> =
+        spec.load_balancer_source_ranges.iter().flatten().filter_map(|r| r.trim().parse().ok()).collect();
+    let firewalled = !lb_ips.is_empty() && !source_ranges.is_empty();
     let etp_local = spec.external_traffic_policy.as_deref() == Some("Local");
     let itp_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
@@ -670,6 +688,17 @@ fn add_service(rs: &mut Ruleset, svc: &Service, index: &SliceIndex<'_>, node: &N
             match &external_target {
                 Target::Chain(c) => put("service-nodeports", key, format!("goto {c}")),
                 Target::Filtered(v) => put("no-endpoint-nodeports", key, v.to_string()),
+            }
+        }
+        if firewalled {
+            let chain = chain_name("firewall", &id);
+            let ranges: Vec<String> = source_ranges.iter().map(Cidr::to_string).collect();
+            let rule = format!("ip saddr != {{ {} }} drop", ranges.join(", "));
+            rs.chains.insert(chain.clone(), Chain { base: None, rules: vec![rule] });
+            if let Some(map) = rs.sets.get_mut("firewall-ips") {
+                for ip in &lb_ips {
+                    map.elements.insert(format!("{ip} . {proto} . {number}"), format!("goto {chain}"));
+                }
             }
         }
     }

@@ -73,6 +73,8 @@ add chain inet rudder_proxy_x filter-forward { type filter hook forward priority
 add chain inet rudder_proxy_x filter-input { type filter hook input priority -110; policy accept; }
 add chain inet rudder_proxy_x filter-output { type filter hook output priority -110; policy accept; }
 add chain inet rudder_proxy_x filter-output-post-dnat { type filter hook output priority -90; policy accept; }
+add chain inet rudder_proxy_x filter-prerouting { type filter hook prerouting priority -110; policy accept; }
+add chain inet rudder_proxy_x firewall-check
 add chain inet rudder_proxy_x mark-for-masquerade
 add chain inet rudder_proxy_x masquerading
 add chain inet rudder_proxy_x nat-output { type nat hook output priority -100; policy accept; }
@@ -83,6 +85,7 @@ add chain inet rudder_proxy_x reject-chain
 add chain inet rudder_proxy_x service-endpoints-check
 add chain inet rudder_proxy_x services
 add set inet rudder_proxy_x cluster-ips { type ipv4_addr; }
+add map inet rudder_proxy_x firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict; }
 add set inet rudder_proxy_x hairpin-endpoints { type ipv4_addr . ipv4_addr; }
 add map inet rudder_proxy_x no-endpoint-nodeports { type inet_proto . inet_service : verdict; }
 add map inet rudder_proxy_x no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; }
@@ -95,7 +98,10 @@ add rule inet rudder_proxy_x filter-forward ct state new jump cluster-ips-check
 add rule inet rudder_proxy_x filter-input ct state new jump nodeport-endpoints-check
 add rule inet rudder_proxy_x filter-input ct state new jump service-endpoints-check
 add rule inet rudder_proxy_x filter-output ct state new jump service-endpoints-check
+add rule inet rudder_proxy_x filter-output ct state new jump firewall-check
 add rule inet rudder_proxy_x filter-output-post-dnat ct state new jump cluster-ips-check
+add rule inet rudder_proxy_x filter-prerouting ct state new jump firewall-check
+add rule inet rudder_proxy_x firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips
 add rule inet rudder_proxy_x mark-for-masquerade meta mark set meta mark | 0x4000
 add rule inet rudder_proxy_x masquerading ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade
 add rule inet rudder_proxy_x masquerading meta mark & 0x4000 == 0 return
@@ -313,6 +319,37 @@ fn load_balancer_ingress_and_external_ips_are_served_like_the_node_port() {
 }
 
 #[test]
+fn load_balancer_source_ranges_drop_other_sources_to_the_load_balancer_ips_only() {
+    let svc = svc(json!({
+        "metadata": {"name": "web", "namespace": "ns"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.10", "externalIPs": ["192.0.2.9"],
+                 "loadBalancerSourceRanges": ["198.51.100.0/24", " 203.0.113.7/32 ", "2001:db8::/64", "junk"],
+                 "ports": [{"name": "http", "port": 80, "nodePort": 30080}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1", "ipMode": "VIP"}, {"ip": "192.0.2.2", "ipMode": "Proxy"}]}},
+    }));
+    let got = specific(std::slice::from_ref(&svc), &two_ready());
+    let firewall: String = got.lines().filter(|l| l.contains("firewall")).map(|l| format!("{l}\n")).collect();
+    let want = "\
+add chain inet t firewall-MGCYC3RX-ns/web/tcp/http
+add element inet t firewall-ips { 192.0.2.1 . tcp . 80 : goto firewall-MGCYC3RX-ns/web/tcp/http }
+add rule inet t firewall-MGCYC3RX-ns/web/tcp/http ip saddr != { 198.51.100.0/24, 203.0.113.7/32 } drop
+";
+    assert_eq!(firewall, want);
+    // The node port and external IPs are served as without ranges.
+    let mut open = svc.clone();
+    open.spec.as_mut().unwrap().load_balancer_source_ranges = None;
+    let without = specific(&[open], &two_ready());
+    let rest: String = got.lines().filter(|l| !l.contains("firewall")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(rest, without);
+    // The ranges apply without endpoints too (the firewall comes before the reject).
+    assert!(specific(std::slice::from_ref(&svc), &[]).contains("firewall-ips { 192.0.2.1 . tcp . 80"));
+    // No LoadBalancer IP yet: nothing to filter.
+    let mut pending = svc;
+    pending.status = None;
+    assert!(!specific(&[pending], &two_ready()).contains("firewall"));
+}
+
+#[test]
 fn local_pods_are_masqueraded_to_local_endpoints_without_bridge_netfilter() {
     let node = NodeView { masquerade_local_pods: Some("10.42.7.0/24".parse().unwrap()), ..view() };
     let got = desired([], [], &node).render("t");
@@ -418,6 +455,7 @@ fn nft_accepts_the_rulesets() {
     let lb = svc(json!({
         "metadata": {"name": "lb", "namespace": "ns"},
         "spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.12", "externalTrafficPolicy": "Local",
+                 "loadBalancerSourceRanges": ["198.51.100.0/24", "203.0.113.7/32"],
                  "sessionAffinity": "ClientIP", "ports": [{"name": "http", "port": 80, "nodePort": 30081}, {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30082}]},
         "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}},
     }));

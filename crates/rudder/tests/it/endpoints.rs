@@ -1,7 +1,7 @@
 //! Endpoints and EndpointSlices: the controllers follow a Deployment behind a Service on
-//! simulated nodes (addresses, readiness, scaling, deletion), the API server keeps the
-//! `kubernetes` Service and its endpoints, and Service updates allocate and release cluster
-//! IPs and node ports.
+//! simulated nodes (addresses, readiness, scaling, deletion), the Endpoints of Services without
+//! a selector are mirrored into EndpointSlices, the API server keeps the `kubernetes` Service
+//! and its endpoints, and Service updates allocate and release cluster IPs and node ports.
 //!
 //! No traffic is sent anywhere: simulated pods have addresses but no network.
 
@@ -219,6 +219,140 @@ async fn selectorless_services_are_left_alone() {
     let ep = endpoints.get("ext").await.expect("get");
     assert_eq!(addresses(&ep).0, ["192.0.2.7"]);
     assert!(ep.metadata.labels.is_none_or(|l| !l.contains_key("endpoints.kubernetes.io/managed-by")));
+}
+
+/// The slices the mirroring controller made for `name`.
+async fn mirrored(slices: &Api<EndpointSlice>, name: &str) -> Vec<EndpointSlice> {
+    let lp = ListParams::default().labels(&format!(
+        "kubernetes.io/service-name={name},endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.k8s.io"
+    ));
+    slices.list(&lp).await.expect("list slices").items
+}
+
+#[tokio::test]
+async fn endpoints_of_selectorless_services_are_mirrored() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let server = TestServer::start_in(dir, &[]).await;
+    let client = server.client().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let svc: Service =
+        serde_json::from_value(json!({"metadata": {"name": "ext"}, "spec": {"ports": [{"name": "http", "port": 80}]}}))
+            .expect("service");
+    services.create(&pp, &svc).await.expect("create");
+    let manual = |ready: &[&str], not_ready: &[&str], labels: Value| -> Endpoints {
+        let list = |ips: &[&str]| ips.iter().map(|ip| json!({"ip": ip, "nodeName": "n1"})).collect::<Vec<_>>();
+        serde_json::from_value(json!({
+            "metadata": {"name": "ext", "labels": labels, "annotations": {"example.com/note": "kept"}},
+            "subsets": [{"addresses": list(ready), "notReadyAddresses": list(not_ready),
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}],
+        }))
+        .expect("endpoints")
+    };
+    let ep = endpoints
+        .create(&pp, &manual(&["192.0.2.7", "192.0.2.8"], &["192.0.2.9"], json!({"team": "a"})))
+        .await
+        .expect("create endpoints");
+
+    // One slice with the three addresses, their readiness, the Endpoints' labels and annotations,
+    // owned by the Endpoints.
+    let slice = wait_for("a mirrored slice", LIMIT, || async {
+        let list = mirrored(&slices, "ext").await;
+        (list.len() == 1 && list[0].endpoints.len() == 3).then(|| list[0].clone())
+    })
+    .await;
+    let mut got: Vec<(String, bool)> = slice
+        .endpoints
+        .iter()
+        .map(|e| (e.addresses[0].clone(), e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false)))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [("192.0.2.7".to_string(), true), ("192.0.2.8".to_string(), true), ("192.0.2.9".to_string(), false)]
+    );
+    assert_eq!(slice.endpoints[0].node_name.as_deref(), Some("n1"));
+    let port = &slice.ports.as_ref().expect("ports")[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("http"), Some(8080)));
+    assert_eq!(slice.metadata.labels.as_ref().expect("labels")["team"], "a");
+    assert_eq!(slice.metadata.annotations.as_ref().expect("annotations")["example.com/note"], "kept");
+    let owner = &slice.metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Endpoints", "ext"));
+    assert_eq!(Some(&owner.uid), ep.metadata.uid.as_ref());
+    // The real kubectl lists it with its endpoints.
+    let out = must(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=ext"]).await;
+    assert!(out.contains("192.0.2.7") && out.contains("8080"), "{out}");
+
+    // An update is followed in the same slice.
+    let mut changed = manual(&["192.0.2.10"], &[], json!({"team": "a"}));
+    changed.metadata.resource_version = None;
+    endpoints.replace("ext", &pp, &changed).await.expect("replace endpoints");
+    wait_for("the slice follows", LIMIT, || async {
+        let list = mirrored(&slices, "ext").await;
+        (list.len() == 1 && list[0].endpoints.len() == 1 && list[0].endpoints[0].addresses == ["192.0.2.10"])
+            .then_some(())
+    })
+    .await;
+    assert_eq!(mirrored(&slices, "ext").await[0].metadata.name, slice.metadata.name);
+
+    // `skip-mirror` removes the slices; without it they come back.
+    let skip = json!({"metadata": {"labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}}});
+    endpoints.patch("ext", &PatchParams::default(), &Patch::Merge(&skip)).await.expect("label");
+    wait_for("no slices while skipped", LIMIT, || async { mirrored(&slices, "ext").await.is_empty().then_some(()) })
+        .await;
+    let unskip = json!({"metadata": {"labels": {"endpointslice.kubernetes.io/skip-mirror": null}}});
+    endpoints.patch("ext", &PatchParams::default(), &Patch::Merge(&unskip)).await.expect("unlabel");
+    wait_for("slices again", LIMIT, || async { (mirrored(&slices, "ext").await.len() == 1).then_some(()) }).await;
+
+    // More than 1000 addresses in a subset: 1000 are mirrored, and a warning says so.
+    let many: Vec<String> = (0..1001).map(|i| format!("198.51.{}.{}", 100 + i / 250, i % 250 + 1)).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let mut big = manual(&many, &[], json!({"team": "a"}));
+    big.metadata.resource_version = None;
+    endpoints.replace("ext", &pp, &big).await.expect("replace endpoints");
+    wait_for("1000 mirrored endpoints", LIMIT, || async {
+        let list = mirrored(&slices, "ext").await;
+        (list.len() == 1 && list[0].endpoints.len() == 1000).then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    wait_for("the TooManyAddressesToMirror warning", LIMIT, || async {
+        let list = events.list(&ListParams::default()).await.expect("events").items;
+        list.iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("TooManyAddressesToMirror")
+                    && e.involved_object.name.as_deref() == Some("ext")
+            })
+            .then_some(())
+    })
+    .await;
+
+    // A selector hands the Service to the endpoints controllers: the mirrored slices go.
+    let selector = json!({"spec": {"selector": {"app": "ext"}}});
+    services.patch("ext", &PatchParams::default(), &Patch::Merge(&selector)).await.expect("selector");
+    wait_for("no mirrored slices with a selector", LIMIT, || async {
+        mirrored(&slices, "ext").await.is_empty().then_some(())
+    })
+    .await;
+
+    // Endpoints that go take their slices along; the API server's own are never mirrored.
+    services
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "gone"}, "spec": {"ports": [{"port": 80}]}}))
+                .expect("svc"),
+        )
+        .await
+        .expect("create");
+    let mut gone = manual(&["192.0.2.20"], &[], json!({}));
+    gone.metadata.name = Some("gone".into());
+    endpoints.create(&pp, &gone).await.expect("create endpoints");
+    wait_for("a slice for gone", LIMIT, || async { (mirrored(&slices, "gone").await.len() == 1).then_some(()) }).await;
+    endpoints.delete("gone", &DeleteParams::default()).await.expect("delete endpoints");
+    wait_for("its slice goes", LIMIT, || async { mirrored(&slices, "gone").await.is_empty().then_some(()) }).await;
+    assert!(mirrored(&slices, "kubernetes").await.is_empty());
 }
 
 #[tokio::test]

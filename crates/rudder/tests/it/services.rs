@@ -6,6 +6,8 @@
 //! proxy's table is gone after the server stops.
 //!
 //! Runs only with `RUDDER_E2E_CONTAINERS=1` (root, containerd, runc, CNI plugins, nftables).
+//! Health check node ports (allocation by the API server, the proxy's HTTP answers on
+//! loopback) are tested without containers.
 //! Traffic goes only to the node's own pod range and Service range; the node agent's egress
 //! guard (installed before any pod exists) keeps either from ever leaving through the uplink.
 
@@ -278,4 +280,135 @@ spec:
     assert_eq!(ingress, vec![serde_json::json!({"ip": "127.0.0.1", "ipMode": "VIP"})]);
     let (code, body) = curl(&np_url);
     assert!(code == Some(0) && body.starts_with("hello from web-"), "node port of the LoadBalancer: {code:?} {body:?}");
+}
+
+/// `GET /` on 127.0.0.1:`port`: (status code, body).
+async fn health_check(port: u16) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\n\r\n").await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// A `LoadBalancer` with `externalTrafficPolicy: Local` gets a health check node port from
+/// the node port range (a requested one is honoured once, released on a policy change and on
+/// delete), and the proxy's health server answers on it: 200 with the node's ready endpoints,
+/// 503 without, in upstream's JSON shape. The Service has no selector: its Endpoints (naming
+/// the node) reach the slices through the mirroring controller. Only loopback is used.
+#[tokio::test]
+async fn health_check_node_ports_are_allocated_and_served() {
+    use crate::common::raw_json;
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+    use serde_json::json;
+
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let server = TestServer::start_in(dir, &[]).await;
+    let client = server.client().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let lb = |name: &str, extra: Value| -> Value {
+        let mut spec =
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"name": "http", "port": 80}]});
+        for (k, v) in extra.as_object().expect("object") {
+            spec[k] = v.clone();
+        }
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+    };
+    let created: Service =
+        services.create(&pp, &serde_json::from_value(lb("hc", json!({}))).expect("svc")).await.expect("create");
+    let port = created.spec.as_ref().and_then(|s| s.health_check_node_port).expect("a health check node port");
+    assert!((30000..=32767).contains(&port), "{port}");
+    let shown = must(&server, &["get", "service", "hc", "-o", "jsonpath={.spec.healthCheckNodePort}"]).await;
+    assert_eq!(shown.trim(), port.to_string());
+
+    // Asking for a port that is taken: upstream's internal error.
+    let path = "/api/v1/namespaces/default/services";
+    let (status, body) =
+        raw_json(&client, "POST", path, Some("application/json"), lb("other", json!({"healthCheckNodePort": port})))
+            .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "Internal error occurred: failed to allocate requested HealthCheck NodePort {port}: provided port is already allocated"
+        )
+    );
+    // Only LoadBalancers with the Local policy may have one.
+    let (status, body) = raw_json(
+        &client,
+        "POST",
+        path,
+        Some("application/json"),
+        lb("cluster", json!({"externalTrafficPolicy": "Cluster", "healthCheckNodePort": 31999})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap_or("").contains("spec.healthCheckNodePort"), "{body}");
+
+    // It cannot change while needed.
+    let (status, body) = raw_json(
+        &client,
+        "PATCH",
+        &format!("{path}/hc"),
+        Some("application/merge-patch+json"),
+        json!({"spec": {"healthCheckNodePort": if port == 32767 { 32766 } else { port + 1 }}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap_or("").contains("field is immutable"), "{body}");
+
+    // The proxy's health server on loopback for node `n1`.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let health = tokio::spawn(rudder_proxy::healthcheck::run(
+        client.clone(),
+        "n1".into(),
+        "127.0.0.1".parse().expect("ip"),
+        stopped,
+    ));
+    let port = u16::try_from(port).expect("port");
+    let (code, body) = wait_for("a 503 without endpoints", Duration::from_secs(30), || health_check(port)).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(
+        body,
+        "{\n\t\"service\": {\n\t\t\"namespace\": \"default\",\n\t\t\"name\": \"hc\"\n\t},\n\t\"localEndpoints\": 0,\n\t\"serviceProxyHealthy\": true\n}"
+    );
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let ep = json!({"metadata": {"name": "hc"}, "subsets": [{
+        "addresses": [{"ip": "192.0.2.7", "nodeName": "n1"}, {"ip": "192.0.2.8", "nodeName": "n2"}],
+        "notReadyAddresses": [{"ip": "192.0.2.9", "nodeName": "n1"}],
+        "ports": [{"name": "http", "port": 8080}]}]});
+    endpoints.create(&pp, &serde_json::from_value(ep).expect("endpoints")).await.expect("create endpoints");
+    let body = wait_for("a 200 with one local endpoint", Duration::from_secs(30), || async {
+        let (code, body) = health_check(port).await?;
+        (code == 200).then_some(body)
+    })
+    .await;
+    let parsed: Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(parsed["localEndpoints"], 1, "{body}");
+    assert_eq!(parsed["service"], json!({"namespace": "default", "name": "hc"}));
+
+    // externalTrafficPolicy: Cluster: the port is dropped, released and no longer served.
+    let patch = json!({"spec": {"externalTrafficPolicy": "Cluster"}});
+    let svc = services.patch("hc", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    assert_eq!(svc.spec.and_then(|s| s.health_check_node_port), None);
+    wait_for("the port closes", Duration::from_secs(30), || async { health_check(port).await.is_none().then_some(()) })
+        .await;
+    let other: Service = services
+        .create(&pp, &serde_json::from_value(lb("other", json!({"healthCheckNodePort": port}))).expect("svc"))
+        .await
+        .expect("the released port can be had");
+    assert_eq!(other.spec.and_then(|s| s.health_check_node_port), Some(i32::from(port)));
+    // Delete releases it too.
+    services.delete("other", &DeleteParams::default()).await.expect("delete");
+    services
+        .create(&pp, &serde_json::from_value(lb("third", json!({"healthCheckNodePort": port}))).expect("svc"))
+        .await
+        .expect("free after delete");
+    let _ = stop.send(true);
+    let _ = health.await;
 }

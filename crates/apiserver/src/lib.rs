@@ -10,6 +10,7 @@
 //! Errors are `Status` objects (`status`). Authorization, admission and flow control slot in
 //! between authentication and the handlers.
 
+pub mod admission;
 pub mod authn;
 pub mod cache;
 pub mod decode;
@@ -44,6 +45,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address to listen on.
     pub bind_address: IpAddr,
+    /// Address other machines and pods reach the API at: the `kubernetes` Service's endpoint and
+    /// a name in the serving certificate. `None` is the bind address, or loopback when that is
+    /// unspecified.
+    pub advertise_address: Option<IpAddr>,
     /// Port; 0 picks a free one.
     pub https_port: u16,
     /// An external datastore (etcd), when given.
@@ -60,6 +65,7 @@ impl Config {
         Config {
             data_dir,
             bind_address: IpAddr::from([127, 0, 0, 1]),
+            advertise_address: None,
             https_port: 6443,
             datastore_endpoint: None,
             compaction_interval: Duration::from_secs(60),
@@ -72,6 +78,10 @@ impl Config {
 pub struct Running {
     /// The address it listens on (with the real port).
     pub addr: SocketAddr,
+    /// The address local clients use (the kubeconfig's; loopback when listening everywhere).
+    pub local: SocketAddr,
+    /// The advertise address with the real port.
+    pub advertise: SocketAddr,
     /// The admin kubeconfig.
     pub kubeconfig: PathBuf,
     /// The admin bearer token.
@@ -130,7 +140,9 @@ pub async fn start(config: Config) -> Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!("cannot create the data dir {}; pass --data-dir to use another", config.data_dir.display())
     })?;
-    let pki = pki::ensure(&config.data_dir, &[config.bind_address.to_string()])?;
+    let mut hosts = vec![config.bind_address.to_string(), services::first_service_ip().to_string()];
+    hosts.extend(config.advertise_address.map(|a| a.to_string()));
+    let pki = pki::ensure(&config.data_dir, &hosts)?;
     let db = config.data_dir.join("db").join("state.db");
     let store = rudder_store::open_embedded(&db, rudder_store::EngineConfig::default())
         .with_context(|| format!("cannot open the store {}", db.display()))?;
@@ -148,7 +160,8 @@ pub async fn start(config: Config) -> Result<Running> {
         })?;
     let addr = listener.local_addr()?;
     let host = if config.bind_address.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { config.bind_address };
-    let advertise = SocketAddr::new(host, addr.port()).to_string();
+    let local = SocketAddr::new(host, addr.port());
+    let advertised = SocketAddr::new(config.advertise_address.unwrap_or(host), addr.port());
     let tls = serve::tls_config(&pki.serving_cert_pem, &pki.serving_key_pem, &pki.ca_cert_pem)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let api = Arc::new(server::ApiServer {
@@ -160,7 +173,7 @@ pub async fn start(config: Config) -> Result<Running> {
         ),
         shutdown: shutdown_rx.clone(),
         ready: Default::default(),
-        advertise: advertise.clone(),
+        advertise: advertised.to_string(),
         kubelet_tls: Some(handlers::proxy::kubelet_tls(&pki)?),
         ca_cert_pem: pki.ca_cert_pem.clone(),
     });
@@ -169,13 +182,23 @@ pub async fn start(config: Config) -> Result<Running> {
         Arc::new(move |req, conn| Box::pin(api.clone().handle(req, conn)))
     };
     let serving = tokio::spawn(serve::serve(listener, tls, handler, shutdown_rx, config.drain_timeout));
-    let endpoint = kubernetes_service::Endpoint { ip: host, port: addr.port() };
+    let endpoint = kubernetes_service::Endpoint { ip: advertised.ip(), port: addr.port() };
     if let Err(e) = kubernetes_service::reconcile(&api, endpoint).await {
         tracing::warn!("cannot make the kubernetes service: {}", e.message);
     }
     let repair = kubernetes_service::spawn(api.clone(), endpoint);
     api.ready.store(true, Ordering::Release);
     let kubeconfig = config.data_dir.join("admin.kubeconfig");
-    pki::write_kubeconfig(&kubeconfig, &format!("https://{advertise}"), &pki)?;
-    Ok(Running { addr, kubeconfig, admin_token: pki.admin_token, shutdown: shutdown_tx, serving, compactor, repair })
+    pki::write_kubeconfig(&kubeconfig, &format!("https://{local}"), &pki)?;
+    Ok(Running {
+        addr,
+        local,
+        advertise: advertised,
+        kubeconfig,
+        admin_token: pki.admin_token,
+        shutdown: shutdown_tx,
+        serving,
+        compactor,
+        repair,
+    })
 }

@@ -93,7 +93,7 @@ pub async fn run(client: Client, options: Options, mut shutdown: watch::Receiver
     std::fs::create_dir_all(&options.dir).with_context(|| format!("cannot create {}", options.dir.display()))?;
     // The guard goes in before any pod can send a packet.
     let guard = options.guard_table();
-    network::nft_apply(&network::guard_ruleset(&guard, &network::uplinks(), &options.guarded))
+    network::nft_apply(&network::guard_ruleset(&guard, &network::uplinks(), &options.guarded, options.pod_cidr))
         .context("cannot install the egress guard for the cluster ranges")?;
 
     let mut managed = None;
@@ -230,6 +230,8 @@ async fn run_with(
         }
         // A node registered again after a deletion asks for the block it uses.
         id.pod_cidr = Some(cidr.to_string());
+        let ruleset = network::guard_ruleset(&options.guard_table(), &network::uplinks(), &options.guarded, Some(cidr));
+        network::nft_apply(&ruleset).context("cannot update the egress guard for the node's pod CIDR")?;
     }
     let routes = tokio::spawn(crate::routes::run(
         client.clone(),

@@ -1,13 +1,15 @@
 //! A container's environment as upstream's kubelet computes it: `envFrom` sources first, then
 //! `env` entries with `$(VAR)` expansion, ConfigMap/Secret key references, and the downward API
-//! (`fieldRef`, `resourceFieldRef`). Also the ConfigMaps and Secrets a pod refers to, fetched once
-//! per pod sync, and the downward-API helpers shared with the volume code.
+//! (`fieldRef`, `resourceFieldRef`), then the Services' variables (`KUBERNETES_SERVICE_HOST`,
+//! `<NAME>_SERVICE_PORT`, the Docker-link style `<NAME>_PORT_<port>_<PROTO>…`) that the container
+//! did not set itself. Also the ConfigMaps, Secrets and Services a pod needs, fetched once per
+//! container start, and the downward-API helpers shared with the volume code.
 //!
 //! Failures carry upstream's messages (e.g. `configmap "cfg" not found`); the pod worker shows
 //! them as the waiting reason `CreateContainerConfigError`.
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelector, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelector, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Api;
 use rudder_scheduler::quantity::parse_milli;
@@ -62,6 +64,9 @@ pub struct Sources {
     pub configmaps: BTreeMap<String, Option<ConfigMap>>,
     /// Secrets by name.
     pub secrets: BTreeMap<String, Option<Secret>>,
+    /// The Services whose variables the pod's containers get: those of the pod's namespace
+    /// (unless `enableServiceLinks: false`) and `default/kubernetes`.
+    pub services: Vec<Service>,
 }
 
 impl Sources {
@@ -90,7 +95,24 @@ impl Sources {
             }
         }))
         .await?;
-        Ok(Sources { configmaps: configmaps.into_iter().collect(), secrets: secrets.into_iter().collect() })
+        let mut services = Vec::new();
+        if pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false) {
+            let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+            match api.list(&Default::default()).await {
+                Ok(list) => services.extend(list.items),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e).with_context(|| format!("listing services of {namespace}")),
+            }
+        }
+        if namespace != "default" || services.is_empty() {
+            let api: Api<Service> = Api::namespaced(client.clone(), "default");
+            services.extend(api.get_opt("kubernetes").await.context("reading service default/kubernetes")?);
+        }
+        Ok(Sources {
+            configmaps: configmaps.into_iter().collect(),
+            secrets: secrets.into_iter().collect(),
+            services,
+        })
     }
 
     /// The ConfigMap called `name`, if it exists.
@@ -161,6 +183,8 @@ pub fn references(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
 struct EnvBuilder {
     vars: Vec<(String, String)>,
     index: HashMap<String, usize>,
+    /// Values `$(VAR)` sees for names the container does not set (the Services' variables).
+    fallback: HashMap<String, String>,
 }
 
 impl EnvBuilder {
@@ -175,8 +199,58 @@ impl EnvBuilder {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.index.get(name).map(|&i| self.vars[i].1.as_str())
+        match self.index.get(name) {
+            Some(&i) => Some(self.vars[i].1.as_str()),
+            None => self.fallback.get(name).map(String::as_str),
+        }
     }
+}
+
+/// The variables a container gets for the Services in `services` (upstream's service links):
+/// for each Service with a cluster IP, `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT` (the first
+/// port), `<NAME>_SERVICE_PORT_<PORTNAME>` per named port, and the Docker-link variables
+/// `<NAME>_PORT` and `<NAME>_PORT_<port>_<PROTO>{,_PROTO,_PORT,_ADDR}`. A Service of the pod's
+/// own namespace wins over `default/kubernetes` of the same name.
+pub fn service_env(services: &[Service], namespace: &str) -> Vec<(String, String)> {
+    let mut chosen: BTreeMap<&str, &Service> = BTreeMap::new();
+    for svc in services {
+        let name = svc.metadata.name.as_deref().unwrap_or("");
+        let ns = svc.metadata.namespace.as_deref().unwrap_or("");
+        if ns == namespace || (ns == "default" && name == "kubernetes" && !chosen.contains_key(name)) {
+            chosen.insert(name, svc);
+        }
+    }
+    let upper = |s: &str| s.to_ascii_uppercase().replace('-', "_");
+    let mut out = Vec::new();
+    for (name, svc) in chosen {
+        let Some(spec) = svc.spec.as_ref() else { continue };
+        let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") else { continue };
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        let prefix = upper(name);
+        out.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
+        out.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        for p in ports {
+            if let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((format!("{prefix}_SERVICE_PORT_{}", upper(port_name)), p.port.to_string()));
+            }
+        }
+        let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+        let url = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
+            format!("{}://{host}:{}", proto.to_ascii_lowercase(), p.port)
+        };
+        out.push((format!("{prefix}_PORT"), url(first)));
+        for p in ports {
+            let proto = p.protocol.as_deref().unwrap_or("TCP");
+            let base = format!("{prefix}_PORT_{}_{}", p.port, proto.to_ascii_uppercase());
+            out.push((base.clone(), url(p)));
+            out.push((format!("{base}_PROTO"), proto.to_ascii_lowercase()));
+            out.push((format!("{base}_PORT"), p.port.to_string()));
+            out.push((format!("{base}_ADDR"), ip.to_string()));
+        }
+    }
+    out
 }
 
 /// Whether `name` is a valid environment variable name (`[-._a-zA-Z][-._a-zA-Z0-9]*`).
@@ -197,7 +271,8 @@ pub fn container_env(
     node: &NodeFacts,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let namespace = namespace(pod);
-    let mut env = EnvBuilder::default();
+    let services = service_env(&sources.services, namespace);
+    let mut env = EnvBuilder { fallback: services.iter().cloned().collect(), ..Default::default() };
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or("");
         if let Some(r) = &from.config_map_ref {
@@ -283,6 +358,11 @@ pub fn container_env(
             String::new()
         };
         env.set(var.name.clone(), value);
+    }
+    for (name, value) in services {
+        if env.index.get(&name).is_none() {
+            env.set(name, value);
+        }
     }
     Ok(env.vars)
 }
@@ -495,7 +575,7 @@ fn ceil_div(a: i128, b: i128) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn pod(value: serde_json::Value) -> Pod {
         serde_json::from_value(value).unwrap()
@@ -538,7 +618,60 @@ mod tests {
         Sources {
             configmaps: [("cfg".to_string(), Some(cm)), ("gone".to_string(), None)].into(),
             secrets: [("s".to_string(), Some(secret))].into(),
+            services: Vec::new(),
         }
+    }
+
+    fn service(ns: &str, name: &str, ip: &str, ports: Value) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterIP": ip, "ports": ports},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn services_give_their_variables_and_declared_ones_win() {
+        let services = vec![
+            service("default", "kubernetes", "10.43.0.1", json!([{"name": "https", "port": 443, "protocol": "TCP"}])),
+            service(
+                "ns",
+                "my-web",
+                "10.43.0.20",
+                json!([{"name": "http", "port": 80}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}]),
+            ),
+            service("ns", "headless", "None", json!([{"port": 80}])),
+            service("other", "elsewhere", "10.43.0.30", json!([{"port": 80}])),
+        ];
+        let env: BTreeMap<String, String> = service_env(&services, "ns").into_iter().collect();
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.43.0.1");
+        assert_eq!(env["KUBERNETES_SERVICE_PORT"], "443");
+        assert_eq!(env["KUBERNETES_SERVICE_PORT_HTTPS"], "443");
+        assert_eq!(env["KUBERNETES_PORT"], "tcp://10.43.0.1:443");
+        assert_eq!(env["KUBERNETES_PORT_443_TCP_ADDR"], "10.43.0.1");
+        assert_eq!(env["MY_WEB_SERVICE_HOST"], "10.43.0.20");
+        assert_eq!(env["MY_WEB_SERVICE_PORT"], "80");
+        assert_eq!(env["MY_WEB_SERVICE_PORT_DNS_UDP"], "53");
+        assert_eq!(env["MY_WEB_PORT_53_UDP"], "udp://10.43.0.20:53");
+        assert_eq!(env["MY_WEB_PORT_53_UDP_PROTO"], "udp");
+        assert_eq!(env["MY_WEB_PORT_80_TCP_PORT"], "80");
+        assert!(!env.keys().any(|k| k.starts_with("HEADLESS") || k.starts_with("ELSEWHERE")), "{env:?}");
+
+        let mut sources = sources();
+        sources.services = services;
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"containers": [{"name": "c", "env": [
+                {"name": "MY_WEB_SERVICE_PORT", "value": "8080"},
+                {"name": "URL", "value": "http://$(MY_WEB_SERVICE_HOST):$(MY_WEB_SERVICE_PORT)"},
+            ]}]},
+        }))
+        .unwrap();
+        let env = container_env(&pod, &pod.spec.as_ref().unwrap().containers[0], &sources, &facts()).unwrap();
+        assert_eq!(env[0], ("MY_WEB_SERVICE_PORT".to_string(), "8080".to_string()), "declared first, and it wins");
+        assert_eq!(env[1], ("URL".to_string(), "http://10.43.0.20:8080".to_string()), "expansion sees services");
+        assert_eq!(env.iter().filter(|(k, _)| k == "MY_WEB_SERVICE_PORT").count(), 1);
+        assert!(env.iter().any(|(k, v)| k == "KUBERNETES_SERVICE_HOST" && v == "10.43.0.1"));
     }
 
     fn env_of(p: &Pod) -> Result<Vec<(String, String)>, ConfigError> {

@@ -96,8 +96,10 @@ pub fn uplinks() -> Vec<String> {
 /// The nftables ruleset of the egress guard: packets for the cluster ranges that would leave
 /// through an uplink are dropped in postrouting (after any Service DNAT, so correctly translated
 /// traffic passes), except for other nodes' pod CIDRs this node routes to them (the `routed`
-/// set, kept by [`crate::routes`]).
-pub fn guard_ruleset(table: &str, uplinks: &[String], ranges: &[Cidr]) -> String {
+/// set, kept by [`crate::routes`]). With the node's pod CIDR known, pod traffic to anything
+/// outside the cluster ranges (the host's network, the API server, the internet) leaves with the
+/// node's address (masquerade, as flannel does); traffic between pods keeps its source.
+pub fn guard_ruleset(table: &str, uplinks: &[String], ranges: &[Cidr], pod_cidr: Option<Cidr>) -> String {
     let ifs = uplinks.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ");
     let nets = ranges.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ");
     let mut s = format!("table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{\n");
@@ -105,6 +107,10 @@ pub fn guard_ruleset(table: &str, uplinks: &[String], ranges: &[Cidr]) -> String
     s.push_str("  chain post {\n    type filter hook postrouting priority 100; policy accept;\n");
     if !ifs.is_empty() && !nets.is_empty() {
         s.push_str(&format!("    oifname {{ {ifs} }} ip daddr {{ {nets} }} ip daddr != @routed counter drop\n"));
+    }
+    if let Some(pods) = pod_cidr.filter(|_| !nets.is_empty()) {
+        s.push_str("  }\n  chain pods_out {\n    type nat hook postrouting priority srcnat; policy accept;\n");
+        s.push_str(&format!("    ip saddr {pods} ip daddr != {{ {nets} }} masquerade\n"));
     }
     s.push_str("  }\n}\n");
     s
@@ -168,16 +174,48 @@ mod tests {
     }
 
     #[test]
+    fn nft_accepts_the_guard() {
+        let root = std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+        if !root || std::process::Command::new("nft").arg("--version").output().is_err() {
+            eprintln!("skipped: needs root and nft");
+            return;
+        }
+        let table = format!("rudder_guard_test_{}", std::process::id());
+        let ranges = ["10.42.0.0/16".parse().unwrap(), "10.43.0.0/16".parse().unwrap()];
+        let ruleset = guard_ruleset(&table, &["eth0".into()], &ranges, Some("10.42.7.0/24".parse().unwrap()));
+        let update = crate::routes::guard_set_update(
+            &table,
+            &[("10.42.8.0/24".to_string(), "192.0.2.3".parse().unwrap())].into(),
+        );
+        // Checked only (`-c`): nothing is installed.
+        let script = format!("{ruleset}{update}delete table inet {table}\n");
+        let mut child = std::process::Command::new("nft")
+            .args(["-c", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}\n{script}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
     fn guard_drops_cluster_ranges_on_uplinks_only() {
         let r = guard_ruleset(
             "rudder_guard_x",
             &["eth0".into()],
             &["10.42.0.0/16".parse().unwrap(), "10.43.0.0/16".parse().unwrap()],
+            Some("10.42.7.0/24".parse().unwrap()),
         );
         assert!(r.contains("hook postrouting priority 100"));
         assert!(r.contains(
             r#"oifname { "eth0" } ip daddr { 10.42.0.0/16, 10.43.0.0/16 } ip daddr != @routed counter drop"#
         ));
         assert!(r.starts_with("table inet rudder_guard_x {}\ndelete table inet rudder_guard_x\n"));
+        assert!(r.contains("ip saddr 10.42.7.0/24 ip daddr != { 10.42.0.0/16, 10.43.0.0/16 } masquerade"), "{r}");
+        let without = guard_ruleset("g", &[], &["10.42.0.0/16".parse().unwrap()], None);
+        assert!(!without.contains("masquerade") && !without.contains("drop"), "{without}");
     }
 }

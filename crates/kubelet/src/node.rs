@@ -246,7 +246,7 @@ pub fn lease(name: &str, node_uid: Option<&str>, now: DateTime<Utc>, duration_se
 
 /// The first non-loopback IPv4 address of the interface carrying the default route.
 pub fn default_ip() -> Option<IpAddr> {
-    // Connecting a UDP socket sends nothing; it only asks the kernel which source it would use.
+    // The first IPv4 address of the interface that carries the default route.
     let uplink = crate::network::uplinks().into_iter().next()?;
     let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "dev", &uplink]).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -868,6 +868,7 @@ mod tests {
         Sources {
             configmaps: [("cfg".into(), Some(cm)), ("kube-root-ca.crt".into(), Some(ca))].into(),
             secrets: [("s".into(), Some(secret))].into(),
+            services: Vec::new(),
         }
     }
 

@@ -59,9 +59,14 @@ struct ServerArgs {
     /// [default: /var/lib/rudder as root, else $XDG_DATA_HOME/rudder]
     #[arg(long, env = "RUDDER_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to serve the API on.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address to serve the API on (0.0.0.0: every address of the machine, so pods and other
+    /// machines reach it).
+    #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
+    /// Address pods and agents reach the API at (the `kubernetes` Service's endpoint)
+    /// [default: the bind address, or the node address when listening everywhere].
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// HTTPS port of the API; 0 picks a free port.
     #[arg(long, default_value_t = 6443)]
     https_port: u16,
@@ -500,6 +505,9 @@ async fn server(args: ServerArgs) -> Result<()> {
     .context("--cluster-cidr")?;
     let mut config = rudder_apiserver::Config::new(data_dir.clone());
     config.bind_address = args.bind_address;
+    config.advertise_address = Some(args.advertise_address.unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() { node_identity(&args.node).1 } else { args.bind_address }
+    }));
     config.https_port = args.https_port;
     config.datastore_endpoint = args.datastore_endpoint.clone();
     config.compaction_interval = Duration::from_secs(args.compaction_interval_seconds.max(1));
@@ -519,7 +527,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         tracing::error!("agents cannot join and pods have no kube-dns Service: {e:#}");
     }
     let kubeconfig = running.kubeconfig.display().to_string();
-    println!("rudder server is ready at https://{} (started in {} ms)", running.addr, took.as_millis());
+    println!("rudder server is ready at https://{} (started in {} ms)", running.local, took.as_millis());
     println!("  data dir:   {}", data_dir.display());
     println!("  kubeconfig: {kubeconfig}");
     println!("  try:        KUBECONFIG={kubeconfig} kubectl get namespaces");
@@ -530,7 +538,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     }
     println!(
         "  join:       rudder agent --server https://{} --token-file {}",
-        running.addr,
+        running.advertise,
         data_dir.join(rudder_apiserver::pki::JOIN_TOKEN_FILE).display()
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -40,10 +40,13 @@ pub async fn check_namespace(srv: &ApiServer, res: &Resource, namespace: &str, n
 pub async fn create_object(srv: &ApiServer, req: &ResourceRequest, obj: Value, dry_run: bool) -> ApiResult<Value> {
     let res = req.resource;
     let namespace = req.namespace.as_deref();
+    let mut obj = obj;
+    if res.group.is_empty() && res.plural == "pods" {
+        crate::admission::pod_service_account(srv, namespace.unwrap_or("default"), &mut obj).await;
+    }
     if res.group.is_empty() && res.plural == "services" && !dry_run {
         // Services get their cluster IP and node ports before defaulting and validation; a
         // failed create gives them back.
-        let mut obj = obj;
         let owner = format!("{}/{}", namespace.unwrap_or(""), meta_str(&obj, "name"));
         crate::services::allocate(srv, &mut obj, &owner).await?;
         let held = obj.clone();

@@ -358,6 +358,9 @@ async fn endpoints_of_selectorless_services_are_mirrored() {
 #[tokio::test]
 async fn the_kubernetes_service_points_at_the_api_server() {
     let server = TestServer::start().await;
+    // The server listens everywhere and advertises the machine's node address, which pods reach.
+    let advertised = rudder_kubelet::node::default_ip().map(|ip| ip.to_string()).unwrap_or("127.0.0.1".into());
+    let advertised = advertised.as_str();
     let client = server.client().await;
     let port: u16 = server.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("server port");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
@@ -374,16 +377,16 @@ async fn the_kubernetes_service_points_at_the_api_server() {
     let ep =
         wait_for("kubernetes endpoints", LIMIT, || async { endpoints.get_opt("kubernetes").await.expect("get") }).await;
     let subset = &ep.subsets.expect("subsets")[0];
-    assert_eq!(subset.addresses.as_ref().expect("addresses")[0].ip, "127.0.0.1");
+    assert_eq!(subset.addresses.as_ref().expect("addresses")[0].ip, advertised);
     assert_eq!(subset.ports.as_ref().expect("ports")[0].port, i32::from(port));
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     let slice =
         wait_for("kubernetes slice", LIMIT, || async { slices.get_opt("kubernetes").await.expect("get") }).await;
     assert_eq!(slice.metadata.labels.expect("labels")["kubernetes.io/service-name"], "kubernetes");
-    assert_eq!(slice.endpoints[0].addresses, ["127.0.0.1"]);
+    assert_eq!(slice.endpoints[0].addresses, [advertised]);
     assert_eq!(slice.ports.expect("ports")[0].port, Some(i32::from(port)));
     let out = must(&server, &["get", "endpoints", "kubernetes"]).await;
-    assert!(out.contains(&format!("127.0.0.1:{port}")), "{out}");
+    assert!(out.contains(&format!("{advertised}:{port}")), "{out}");
 
     // Nobody else gets its address.
     let (status, body) = post(

@@ -24,11 +24,12 @@ fn sh(args: &[&str]) {
 }
 
 /// A bridge in the host namespace and one network namespace per node, attached with a veth
-/// pair; removed on drop.
+/// pair, and an egress guard in the host namespace for the cluster ranges; removed on drop.
 struct TestNet {
     bridge: String,
     prefix: String,
     nodes: Vec<(String, String)>,
+    guard: String,
 }
 
 impl TestNet {
@@ -36,7 +37,15 @@ impl TestNet {
     fn create(count: usize) -> TestNet {
         let id = std::process::id() % 100_000;
         let prefix = format!("192.168.{}", 100 + id % 100);
-        let mut net = TestNet { bridge: format!("rdmb{id}"), prefix, nodes: Vec::new() };
+        let guard = format!("rudder_it_guard_{id}");
+        let ruleset = rudder_kubelet::network::guard_ruleset(
+            &guard,
+            &rudder_kubelet::network::uplinks(),
+            &["10.42.0.0/16".parse().unwrap(), "10.43.0.0/16".parse().unwrap()],
+            None,
+        );
+        rudder_kubelet::network::nft_apply(&ruleset).expect("the host's egress guard");
+        let mut net = TestNet { bridge: format!("rdmb{id}"), prefix, nodes: Vec::new(), guard };
         sh(&["ip", "link", "add", &net.bridge, "type", "bridge"]);
         sh(&["ip", "addr", "add", &format!("{}.1/24", net.prefix), "dev", &net.bridge]);
         sh(&["ip", "link", "set", &net.bridge, "up"]);
@@ -82,6 +91,7 @@ impl Drop for TestNet {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+        rudder_kubelet::network::nft_delete_table(&self.guard);
     }
 }
 
@@ -182,6 +192,19 @@ async fn scenario(server: &TestServer, net: &TestNet, agents: &[Agent], image: &
     .await;
 
     must(server, &["create", "namespace", "e2e-mn"]).await;
+    let service = |name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: e2e-mn}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+"#
+        )
+    };
     let pod = |name: &str, node: &str| {
         format!(
             r#"
@@ -200,17 +223,11 @@ spec:
       httpGet: {{path: /index.html, port: 8080}}
       periodSeconds: 1
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: e2e-mn}}
-spec:
-  selector: {{app: {name}}}
-  ports: [{{port: 80, targetPort: 8080}}]
----
 "#
         )
     };
-    let file = manifest(server, "multinode.yaml", &(pod("web-a", a) + &pod("web-b", b)));
+    let yaml = service("web-a") + &service("web-b") + &pod("web-a", a) + &pod("web-b", b);
+    let file = manifest(server, "multinode.yaml", &yaml);
     must(server, &["apply", "-f", &file]).await;
     let pa = wait_ready(server, "e2e-mn", "web-a").await;
     let pb = wait_ready(server, "e2e-mn", "web-b").await;
@@ -232,6 +249,9 @@ spec:
     }
     let answer = answer_within(server, "web-b", "web-a", 80).await;
     assert_eq!(answer.trim(), "hello from web-a");
+
+    eprintln!("multinode: in-cluster API access: Service variables, the token volume, the kubernetes Service");
+    in_cluster_api(server, &pa).await;
 
     eprintln!("multinode: node {b} loses its link; its endpoints leave the Service");
     net.set_link(1, false);
@@ -328,4 +348,53 @@ async fn nodes_get_blocks_of_the_cluster_cidr() {
     let bad = rudder(&["server", "--cluster-cidr", "10.42.0.0", "--data-dir", server.data_dir().to_str().unwrap()]);
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("--cluster-cidr"), "{}", text(&bad.stderr));
+}
+
+/// A pod finds the API as in-cluster clients do: `KUBERNETES_SERVICE_HOST`/`_PORT`, the token,
+/// CA and namespace under `/var/run/secrets/kubernetes.io/serviceaccount`, and a TLS request
+/// from the pod's network to the `kubernetes` Service (curl run in the pod's network namespace,
+/// verifying the server against the mounted CA, authenticated by the mounted token).
+async fn in_cluster_api(server: &TestServer, pod: &Value) {
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let exec = |cmd: &'static str| {
+        let name = name.to_string();
+        async move { must(server, &["exec", "-n", "e2e-mn", &name, "--", "sh", "-c", cmd]).await }
+    };
+    let vars = exec("echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $WEB_B_SERVICE_HOST").await;
+    let web_b = get_json(server, &["get", "service", "web-b", "-n", "e2e-mn", "-o", "json"]).await.expect("service");
+    assert_eq!(vars.trim(), format!("10.43.0.1:443 {}", web_b["spec"]["clusterIP"].as_str().unwrap()));
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(exec("cat /var/run/secrets/kubernetes.io/serviceaccount/namespace").await, "e2e-mn");
+    let ca = exec("cat /var/run/secrets/kubernetes.io/serviceaccount/ca.crt").await;
+    let server_ca = std::fs::read_to_string(server.data_dir().join("tls").join("ca.crt")).expect("server CA");
+    assert_eq!(ca.trim(), server_ca.trim(), "the pod holds the cluster CA");
+    let token = exec("cat /var/run/secrets/kubernetes.io/serviceaccount/token").await;
+    assert!(token.split('.').count() == 3, "a JWT in {dir}/token");
+
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let pid = wait_for("a process of the pod", Duration::from_secs(10), || async { process_in_pod(uid) }).await;
+    let ca_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca_file.path(), &ca).unwrap();
+    let url = format!("https://kubernetes.default.svc/api/v1/namespaces/e2e-mn/pods/{name}");
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["curl", "-sS", "--max-time", "5", "--resolve", "kubernetes.default.svc:443:10.43.0.1"])
+        .args(["--cacert", ca_file.path().to_str().unwrap(), "-H", &format!("Authorization: Bearer {}", token.trim())])
+        .arg(&url)
+        .output()
+        .expect("nsenter runs curl");
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("JSON from {url}: {} {}", text(&out.stdout), text(&out.stderr)));
+    assert_eq!(answer["kind"], "Pod", "{answer}");
+    assert_eq!(answer["metadata"]["name"], name);
+}
+
+/// A process running in the pod with `uid` (its cgroup path names the pod).
+fn process_in_pod(uid: &str) -> Option<u32> {
+    let needle = format!("pod{uid}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).ok()?;
+        cgroups.contains(&needle).then_some(pid)
+    })
 }

@@ -419,7 +419,11 @@ fn sched_pod(i: usize) -> Bytes {
 pub async fn scheduler(bin: &Path, nodes: usize, pods: usize, clients: usize) -> Result<SchedOutcome> {
     let mut ctx = RunInfo::begin();
     let n = nodes.to_string();
-    let rudder = Rudder::start_with(bin, &["--simulate-nodes", &n, "--simulate-node-heartbeat-seconds", "10"]).await?;
+    let rudder = Rudder::start_with(
+        bin,
+        &["--disable-agent", "--simulate-nodes", &n, "--simulate-node-heartbeat-seconds", "10"],
+    )
+    .await?;
     eprintln!("scheduler: rudder pid {}, waiting for {nodes} nodes ...", rudder.proc.pid());
     let target = rudder.target(Proto::H1)?;
     let nodes_ready = wait_nodes_ready(&target, nodes, Duration::from_secs(600)).await?;
@@ -506,7 +510,11 @@ fn deployment(replicas: usize) -> Bytes {
 pub async fn rollout(bin: &Path, nodes: usize, replicas: usize) -> Result<RolloutOutcome> {
     let mut ctx = RunInfo::begin();
     let n = nodes.to_string();
-    let rudder = Rudder::start_with(bin, &["--simulate-nodes", &n, "--simulate-node-heartbeat-seconds", "10"]).await?;
+    let rudder = Rudder::start_with(
+        bin,
+        &["--disable-agent", "--simulate-nodes", &n, "--simulate-node-heartbeat-seconds", "10"],
+    )
+    .await?;
     eprintln!("rollout: rudder pid {}, waiting for {nodes} nodes ...", rudder.proc.pid());
     let target = rudder.target(Proto::H1)?;
     let nodes_ready = wait_nodes_ready(&target, nodes, Duration::from_secs(600)).await?;
@@ -585,7 +593,9 @@ pub async fn nodes(bin: &Path, nodes: usize, seconds: f64) -> Result<NodesOutcom
     let n = nodes.to_string();
     let heartbeat_secs = 10;
     let hb = heartbeat_secs.to_string();
-    let rudder = Rudder::start_with(bin, &["--simulate-nodes", &n, "--simulate-node-heartbeat-seconds", &hb]).await?;
+    let rudder =
+        Rudder::start_with(bin, &["--disable-agent", "--simulate-nodes", &n, "--simulate-node-heartbeat-seconds", &hb])
+            .await?;
     eprintln!("nodes: rudder pid {}, waiting for {nodes} nodes ...", rudder.proc.pid());
     let target = rudder.target(Proto::H1)?;
     let nodes_ready = wait_nodes_ready(&target, nodes, Duration::from_secs(900)).await?;

@@ -309,6 +309,7 @@ async fn publish_join_token(client: &kube::Client, token: &rudder_apiserver::pki
 
 /// `rudder agent`: joins the server and runs the node agent until SIGTERM/SIGINT.
 async fn agent(args: AgentArgs) -> Result<()> {
+    let mut signals = Signals::install();
     let token = match (&args.token, &args.token_file) {
         (Some(t), _) => t.clone(),
         (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
@@ -329,7 +330,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let network = node_network(&joined.client, &options.node_name, options.node_ip, false, &stopped);
     let mut task = tokio::spawn(rudder_kubelet::agent::run(joined.client, options, stopped));
     let outcome = tokio::select! {
-        _ = wait_for_signal() => {
+        _ = signals.wait() => {
             println!("rudder agent is shutting down");
             let _ = stop.send(true);
             match tokio::time::timeout(Duration::from_secs(10), &mut task).await {
@@ -485,18 +486,35 @@ fn default_data_dir() -> PathBuf {
     home.join(".local").join("share").join("rudder")
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, caught from the moment this is made (a signal that arrives before
+/// anyone waits is kept, not fatal).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler installs"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler installs"),
+        }
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
     }
 }
 
+
 async fn server(args: ServerArgs) -> Result<()> {
     let started = std::time::Instant::now();
+    // Caught before "ready" is printed: whoever reads that line may stop the server at once.
+    let mut signals = Signals::install();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     rudder_controllers::nodeipam::Allocator::new(
         &args.cluster_cidr,
@@ -543,7 +561,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let components = start_components(&args, &running.kubeconfig, &stopped).await?;
-    wait_for_signal().await;
+    signals.wait().await;
     println!("rudder server is shutting down");
     let _ = stop.send(true);
     for task in components {

@@ -159,7 +159,7 @@ async fn pods_talk_across_nodes() {
 
     net.set_link(1, true);
     let _ = kubectl(&server, &["delete", "namespace", "e2e-mn", "--wait=false"]).await;
-    crate::node::wait_for_no_pods(&server, &["-n", "e2e-mn"]).await;
+    let gone = crate::node::wait_for_no_pods(&server, &["-n", "e2e-mn"]).await;
     for agent in agents {
         agent.stop().await;
     }
@@ -168,6 +168,7 @@ async fn pods_talk_across_nodes() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+    assert!(gone, "the nodes remove their pods once the namespace is deleted");
 }
 
 async fn scenario(server: &TestServer, net: &TestNet, agents: &[Agent], image: &std::path::Path) {
@@ -287,6 +288,13 @@ spec:
     );
     let out = kubectl(server, &["exec", "-n", "e2e-mn", "web-a", "--", "nc", "-w", "3", "web-b", "80"]).await;
     assert!(!out.status.success(), "the Service has no ready endpoint left: {}", text(&out.stdout));
+
+    eprintln!("multinode: node {b} comes back; its pod is Ready and serves again");
+    net.set_link(1, true);
+    wait_node_ready(server, b).await;
+    wait_ready(server, "e2e-mn", "web-b").await;
+    let answer = answer_within(server, "web-a", "web-b", 80).await;
+    assert_eq!(answer.trim(), "hello from web-b");
 }
 
 /// The body of `GET /` from inside `pod`, retried for a while (routes, rules and DNS settle).

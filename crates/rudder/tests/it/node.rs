@@ -11,9 +11,26 @@ use std::time::{Duration, Instant};
 
 static NODES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The host held by one real-node test: within this test binary and, through a lock file,
+/// against node tests of other runs on the same machine.
+pub struct HostLock {
+    _here: tokio::sync::MutexGuard<'static, ()>,
+    _machine: std::fs::File,
+}
+
 /// Holds the host for one real-node test at a time.
-pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
-    NODES.lock().await
+pub async fn exclusive() -> HostLock {
+    let here = NODES.lock().await;
+    let machine = tokio::task::spawn_blocking(|| {
+        let path = std::env::temp_dir().join("rudder-node-tests.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .expect("the lock task runs")
+    .expect("the machine-wide lock of node tests");
+    HostLock { _here: here, _machine: machine }
 }
 
 /// Polls `check` every 250 ms until it returns something; panics after `timeout`.
@@ -111,9 +128,11 @@ pub fn unmount_under(dir: &Path) {
     }
 }
 
-/// Removes what outlives the server by design (as with a stopped kubelet): the node's CNI
-/// bridge and the pods' cgroups under the test's own cgroup root.
+/// Removes what outlives the server by design (as with a stopped kubelet): containers still
+/// running under the test's own cgroup root and their shims (after a failed test), the node's
+/// CNI bridge, and the pods' cgroups.
 pub fn remove_node_leftovers(dir: &Path, cgroup_root: &str) {
+    kill_leftover_processes(dir, cgroup_root);
     let bridge = format!("rudder-{}", rudder_kubelet::network::short_hash(&dir.join("agent").display().to_string()));
     let _ =
         std::process::Command::new("ip").args(["link", "del", &bridge]).stderr(std::process::Stdio::null()).status();
@@ -141,3 +160,39 @@ pub trait CatchUnwind: std::future::Future + Sized {
     }
 }
 impl<F: std::future::Future> CatchUnwind for F {}
+
+/// Kills (SIGKILL) the processes in cgroups under `cgroup_root` and the containerd shims
+/// serving the node in `dir`: only what this test's node started.
+fn kill_leftover_processes(dir: &Path, cgroup_root: &str) {
+    let mut pids = std::collections::BTreeSet::new();
+    let mut stack: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|c| c.path().join(cgroup_root.trim_start_matches('/')))
+        .filter(|p| p.is_dir())
+        .collect();
+    while let Some(d) = stack.pop() {
+        if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        stack.extend(std::fs::read_dir(&d).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    let socket = dir.display().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.starts_with("/usr/bin/containerd-shim") && cmdline.contains(&socket) {
+            pids.insert(pid);
+        }
+    }
+    if pids.is_empty() {
+        return;
+    }
+    eprintln!("removing {} leftover process(es) of the node in {}", pids.len(), dir.display());
+    for pid in &pids {
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+}

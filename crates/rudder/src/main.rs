@@ -510,7 +510,6 @@ impl Signals {
     }
 }
 
-
 async fn server(args: ServerArgs) -> Result<()> {
     let started = std::time::Instant::now();
     // Caught before "ready" is printed: whoever reads that line may stop the server at once.

@@ -227,7 +227,17 @@ spec:
 "#
         )
     };
-    let yaml = service("web-a") + &service("web-b") + &pod("web-a", a) + &pod("web-b", b);
+    let node_port = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web-b-np, namespace: e2e-mn}
+spec:
+  type: NodePort
+  selector: {app: web-b}
+  ports: [{port: 80, targetPort: 8080}]
+---
+"#;
+    let yaml = service("web-a") + &service("web-b") + node_port + &pod("web-a", a) + &pod("web-b", b);
     let file = manifest(server, "multinode.yaml", &yaml);
     must(server, &["apply", "-f", &file]).await;
     let pa = wait_ready(server, "e2e-mn", "web-a").await;
@@ -250,6 +260,17 @@ spec:
     }
     let answer = answer_within(server, "web-b", "web-a", 80).await;
     assert_eq!(answer.trim(), "hello from web-a");
+
+    eprintln!("multinode: a NodePort on {a} reaches the pod on {b}");
+    let np = get_json(server, &["get", "service", "web-b-np", "-n", "e2e-mn", "-o", "json"]).await.expect("service");
+    let port = np["spec"]["ports"][0]["nodePort"].as_u64().expect("node port");
+    let url = format!("http://{}:{port}/", net.node_ip(0));
+    let body = wait_for(&format!("{url} to answer"), Duration::from_secs(30), || async {
+        let (code, body) = crate::node::curl(&url);
+        (code == Some(0)).then_some(body)
+    })
+    .await;
+    assert_eq!(body.trim(), "hello from web-b", "{url}");
 
     eprintln!("multinode: in-cluster API access: Service variables, the token volume, the kubernetes Service");
     in_cluster_api(server, &pa).await;

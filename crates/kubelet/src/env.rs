@@ -360,7 +360,7 @@ pub fn container_env(
         env.set(var.name.clone(), value);
     }
     for (name, value) in services {
-        if env.index.get(&name).is_none() {
+        if !env.index.contains_key(&name) {
             env.set(name, value);
         }
     }

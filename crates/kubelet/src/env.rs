@@ -108,11 +108,7 @@ impl Sources {
             let api: Api<Service> = Api::namespaced(client.clone(), "default");
             services.extend(api.get_opt("kubernetes").await.context("reading service default/kubernetes")?);
         }
-        Ok(Sources {
-            configmaps: configmaps.into_iter().collect(),
-            secrets: secrets.into_iter().collect(),
-            services,
-        })
+        Ok(Sources { configmaps: configmaps.into_iter().collect(), secrets: secrets.into_iter().collect(), services })
     }
 
     /// The ConfigMap called `name`, if it exists.

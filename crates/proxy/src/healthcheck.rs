@@ -25,12 +25,9 @@
 //! opens and closes one listener per port as Services come and go, and serves the counts of the
 //! last [`HealthServer::sync`]. [`run`] does both from its own watches, without a ruleset.
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -240,8 +237,8 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let notify = Arc::new(Notify::new());
-    let (services, t1) = reflect(Api::<Service>::all(client.clone()), notify.clone());
-    let (slices, t2) = reflect(Api::<EndpointSlice>::all(client), notify.clone());
+    let (services, t1) = crate::reflect(Api::<Service>::all(client.clone()), notify.clone());
+    let (slices, t2) = crate::reflect(Api::<EndpointSlice>::all(client), notify.clone());
     let mut server = HealthServer::new(address, Arc::new(AtomicBool::new(true)));
     loop {
         let (svcs, eps) = (services.state(), slices.state());
@@ -255,23 +252,6 @@ pub async fn run(
     t1.abort();
     t2.abort();
     Ok(())
-}
-
-fn reflect<K>(api: Api<K>, notify: Arc<Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
-    let task = tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if event.is_ok() {
-                notify.notify_one();
-            }
-        }
-    });
-    (reader, task)
 }
 
 #[cfg(test)]

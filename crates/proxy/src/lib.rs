@@ -3,8 +3,9 @@
 //!
 //! [`run`] watches Services, EndpointSlices (`discovery.k8s.io/v1`) and Nodes with kube-runtime
 //! reflectors, and after each burst of changes (at most once per
-//! [`Options::min_sync_interval`]) recomputes the node's whole ruleset ([`rules::desired`]) and
-//! applies the difference ([`dataplane::Dataplane`]). On shutdown the table is removed.
+//! [`Options::min_sync_interval`]) brings the node's ruleset up to date, recomputing only the
+//! Services whose object or slices changed ([`rules::Assembly`], the same table as
+//! [`rules::desired`]), and applies the difference ([`dataplane::Dataplane`]). On shutdown the table is removed.
 //!
 //! It serves the health check node ports of `externalTrafficPolicy: Local` LoadBalancers
 //! ([`healthcheck`]) on [`Options::health_check_address`].
@@ -31,6 +32,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 pub use dataplane::{Applied, ApplyKind, Dataplane};
+
+/// The node label naming its zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// How the proxy of one node runs.
 #[derive(Clone, Debug)]
@@ -111,27 +115,29 @@ pub struct Proxier {
     /// What the rules need to know about the node.
     pub view: NodeView,
     dataplane: Dataplane,
-    cache: rules::Cache,
+    assembly: rules::Assembly,
 }
 
 impl Proxier {
     /// A proxier for `view` applying through `dataplane`.
     pub fn new(view: NodeView, dataplane: Dataplane) -> Self {
-        Proxier { view, dataplane, cache: rules::Cache::default() }
+        Proxier { view, dataplane, assembly: rules::Assembly::default() }
     }
 
-    /// One full resync: compute the desired ruleset from `services` and `slices`, apply the
-    /// difference.
+    /// One resync from all `services` and `slices`: Services whose object and slices kept
+    /// their resourceVersions are not recomputed, and only the difference is applied
+    /// ([`rules::Assembly`]).
     pub fn sync<'a>(
         &mut self,
         services: impl IntoIterator<Item = &'a Service>,
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
     ) -> Result<SyncStats> {
         let start = Instant::now();
-        let desired = rules::desired_cached(services, slices, &self.view, &mut self.cache);
+        let changes = self.assembly.update(services, slices, &self.view, self.dataplane.synced());
         let compute = start.elapsed();
+        let desired = self.assembly.table();
         let (service_ports, endpoints) = (desired.service_ports, desired.endpoints);
-        let applied = self.dataplane.apply(desired)?;
+        let applied = self.dataplane.apply(desired, Some(&changes))?;
         let stats = SyncStats {
             compute,
             apply: applied.duration,
@@ -156,7 +162,7 @@ fn bridge_netfilter() -> bool {
 }
 
 /// Starts a reflector for `api`; every change wakes `notify`.
-fn reflect<K>(api: Api<K>, notify: Arc<Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
+pub(crate) fn reflect<K>(api: Api<K>, notify: Arc<Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
@@ -205,6 +211,7 @@ pub async fn run(
             cluster_cidr: Some(options.cluster_cidr),
             service_cidr: options.service_cidr,
             masquerade_local_pods: None,
+            zone: None,
         };
         let mut proxier = Some(Proxier::new(view, Dataplane::new(options.table.clone())));
         let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -219,6 +226,7 @@ pub async fn run(
             }
             let mut p = proxier.take().context("proxier")?;
             p.view.masquerade_local_pods = if bridge_netfilter() { None } else { own_pod_cidr(&nodes, &options.node_name) };
+            p.view.zone = own_zone(&nodes, &options.node_name);
             let (svcs, eps) = (services.state(), slices.state());
             let checks = health.as_ref().map(|_| {
                 healthcheck::checks(svcs.iter().map(AsRef::as_ref), eps.iter().map(AsRef::as_ref), &options.node_name)
@@ -306,6 +314,12 @@ pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 fn own_pod_cidr(nodes: &Store<Node>, name: &str) -> Option<Cidr> {
     let node = nodes.get(&reflector::ObjectRef::new(name))?;
     node.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok()
+}
+
+/// This node's zone: its `topology.kubernetes.io/zone` label.
+fn own_zone(nodes: &Store<Node>, name: &str) -> Option<String> {
+    let node = nodes.get(&reflector::ObjectRef::new(name))?;
+    node.metadata.labels.as_ref()?.get(ZONE_LABEL).filter(|z| !z.is_empty()).cloned()
 }
 
 /// The addresses LoadBalancer Services get: each Ready node's ExternalIP, else its InternalIP

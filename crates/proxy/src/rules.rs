@@ -38,6 +38,12 @@
 //! recreate: atomic and idempotent); [`Ruleset::render_update`] writes only the difference from
 //! the ruleset in place (changed chains flushed and refilled, map elements added and deleted),
 //! which keeps a one-endpoint change cheap with thousands of Services. Output is deterministic.
+//! [`Assembly`] keeps the same table between syncs, recomputing only changed Services, and
+//! renders the same difference from what it touched.
+//!
+//! Topology aware routing: cluster-wide traffic (not the `Local` policies) goes only to the
+//! ready endpoints whose `hints.forZones` name this node's zone, when every ready endpoint has
+//! hints and at least one names it (upstream's `canUseTopology`); otherwise to all of them.
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -110,6 +116,9 @@ pub struct NodeView {
     /// `bridge-nf-call-iptables`): connections from local pods to local endpoints are then
     /// masqueraded so the reply comes back through the host and is un-NATed.
     pub masquerade_local_pods: Option<Cidr>,
+    /// This node's zone (its `topology.kubernetes.io/zone` label): cluster-wide traffic goes
+    /// to the endpoints hinted for it when the hints allow (topology aware routing).
+    pub zone: Option<String>,
 }
 
 /// Whether a named object is a set or a verdict/data map.
@@ -163,13 +172,26 @@ struct Endpoint {
     serving: bool,
     terminating: bool,
     local: bool,
+    /// Whether the endpoint has zone hints at all (`hints.forZones` not empty).
+    hinted: bool,
+    /// Whether one of its zone hints is this node's zone.
+    for_zone: bool,
+}
+
+/// Upstream's `canUseTopology`: cluster-wide traffic keeps to the endpoints hinted for this
+/// node's zone only when every ready endpoint has hints and at least one is hinted for the
+/// zone (so the node has one); otherwise all endpoints are used.
+fn use_topology(eps: &[Endpoint]) -> bool {
+    eps.iter().filter(|e| e.ready).all(|e| e.hinted) && eps.iter().any(|e| e.ready && e.for_zone)
 }
 
 /// Upstream's endpoint categorisation: ready endpoints, or if there are none, the serving
-/// terminating ones; `local` restricts to this node's.
-fn usable(eps: &[Endpoint], local: bool) -> Vec<Endpoint> {
+/// terminating ones; `local` restricts to this node's, `topology` (cluster-wide only) to the
+/// ready ones hinted for this node's zone.
+fn usable(eps: &[Endpoint], local: bool, topology: bool) -> Vec<Endpoint> {
     let candidates: Vec<Endpoint> = eps.iter().copied().filter(|e| !local || e.local).collect();
-    let ready: Vec<Endpoint> = candidates.iter().copied().filter(|e| e.ready).collect();
+    let ready: Vec<Endpoint> =
+        candidates.iter().copied().filter(|e| e.ready && (local || !topology || e.for_zone)).collect();
     if !ready.is_empty() {
         return ready;
     }
@@ -318,35 +340,12 @@ fn merge(rs: &mut Ruleset, fragment: &Ruleset) {
     rs.endpoints += fragment.endpoints;
 }
 
-/// The part of one Service, computed alone.
-fn fragment(svc: &Service, index: &SliceIndex<'_>, node: &NodeView) -> Ruleset {
+/// The part of one Service, computed alone from its own slices.
+fn fragment(svc: &Service, slices: &[&EndpointSlice], node: &NodeView) -> Ruleset {
     let mut f = Ruleset { sets: fixed_sets(), ..Ruleset::default() };
-    add_service(&mut f, svc, index, node);
+    add_service(&mut f, svc, slices, node);
     f.sets.retain(|_, s| !s.elements.is_empty() || s.spec.contains("dynamic"));
     f
-}
-
-/// Each Service's part of the last computed table, reused while the Service and its
-/// EndpointSlices keep their `resourceVersion`s (objects without one are always recomputed).
-#[derive(Debug, Default)]
-pub struct Cache {
-    view: Option<NodeView>,
-    fragments: HashMap<(String, String), (String, std::sync::Arc<Ruleset>)>,
-}
-
-/// What identifies a Service's inputs: its resourceVersion and its slices', `None` when one is
-/// missing.
-fn version_key(svc: &Service, slices: &[&EndpointSlice]) -> Option<String> {
-    let mut key = svc.metadata.resource_version.clone()?;
-    let mut parts: Vec<(&str, &str)> = Vec::with_capacity(slices.len());
-    for s in slices {
-        parts.push((s.metadata.name.as_deref()?, s.metadata.resource_version.as_deref()?));
-    }
-    parts.sort_unstable();
-    for (name, rv) in parts {
-        key.push_str(&format!("|{name}={rv}"));
-    }
-    Some(key)
 }
 
 /// Endpoints of every service port, keyed by (namespace, service name), from the slices.
@@ -370,7 +369,7 @@ fn index_slices<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Slic
 
 /// The endpoints of the service port named `port_name` with protocol `proto` (as the slices'
 /// ports name them: the resolved target port, named or numeric), merged over slices.
-fn endpoints_of(slices: &[&EndpointSlice], port_name: &str, proto: &str, node_name: &str) -> Vec<Endpoint> {
+fn endpoints_of(slices: &[&EndpointSlice], port_name: &str, proto: &str, node: &NodeView) -> Vec<Endpoint> {
     let mut merged: BTreeMap<(Ipv4Addr, u16), Endpoint> = BTreeMap::new();
     for slice in slices {
         let Some(port) =
@@ -387,8 +386,11 @@ fn endpoints_of(slices: &[&EndpointSlice], port_name: &str, proto: &str, node_na
             let ready = c.and_then(|c| c.ready).unwrap_or(true);
             let serving = c.and_then(|c| c.serving).unwrap_or(ready);
             let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-            let local = ep.node_name.as_deref().is_some_and(|n| !n.is_empty() && n == node_name);
-            let new = Endpoint { ip, port: number, ready, serving, terminating, local };
+            let local = ep.node_name.as_deref().is_some_and(|n| !n.is_empty() && n == node.node_name);
+            let zones = ep.hints.as_ref().and_then(|h| h.for_zones.as_deref()).unwrap_or_default();
+            let hinted = !zones.is_empty();
+            let for_zone = node.zone.as_deref().is_some_and(|z| !z.is_empty() && zones.iter().any(|f| f.name == z));
+            let new = Endpoint { ip, port: number, ready, serving, terminating, local, hinted, for_zone };
             merged
                 .entry((ip, number))
                 .and_modify(|old| {
@@ -431,52 +433,8 @@ pub fn desired<'a>(
             .cmp(&(b.metadata.namespace.as_deref(), b.metadata.name.as_deref()))
     });
     for svc in sorted {
-        merge(&mut rs, &fragment(svc, &index, node));
-    }
-    rs
-}
-
-/// [`desired`], reusing the parts of Services whose inputs did not change since the last call
-/// with the same `cache`.
-pub fn desired_cached<'a>(
-    services: impl IntoIterator<Item = &'a Service>,
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
-    node: &NodeView,
-    cache: &mut Cache,
-) -> Ruleset {
-    if cache.view.as_ref() != Some(node) {
-        cache.fragments.clear();
-        cache.view = Some(node.clone());
-    }
-    let mut old = std::mem::take(&mut cache.fragments);
-    let mut rs = base(node);
-    let index = index_slices(slices);
-    let no_slices = Vec::new();
-    let mut sorted: Vec<&Service> = services.into_iter().filter(|s| proxied(s)).collect();
-    sorted.sort_by(|a, b| {
-        (a.metadata.namespace.as_deref(), a.metadata.name.as_deref())
-            .cmp(&(b.metadata.namespace.as_deref(), b.metadata.name.as_deref()))
-    });
-    for svc in sorted {
-        let (Some(ns), Some(name)) = (svc.metadata.namespace.as_deref(), svc.metadata.name.as_deref()) else {
-            continue;
-        };
-        let key = version_key(svc, index.get(&(ns, name)).unwrap_or(&no_slices));
-        let id = (ns.to_string(), name.to_string());
-        let part = match (old.remove(&id), key) {
-            (Some((k, part)), Some(key)) if k == key => {
-                cache.fragments.insert(id, (k, part.clone()));
-                part
-            }
-            (_, key) => {
-                let part = std::sync::Arc::new(fragment(svc, &index, node));
-                if let Some(key) = key {
-                    cache.fragments.insert(id, (key, part.clone()));
-                }
-                part
-            }
-        };
-        merge(&mut rs, &part);
+        let key = (svc.metadata.namespace.as_deref().unwrap_or(""), svc.metadata.name.as_deref().unwrap_or(""));
+        merge(&mut rs, &fragment(svc, index.get(&key).map(Vec::as_slice).unwrap_or(&[]), node));
     }
     rs
 }
@@ -489,7 +447,7 @@ enum Target {
     Filtered(&'static str),
 }
 
-fn add_service(rs: &mut Ruleset, svc: &Service, index: &SliceIndex<'_>, node: &NodeView) {
+fn add_service(rs: &mut Ruleset, svc: &Service, slices: &[&EndpointSlice], node: &NodeView) {
     let Some(spec) = &svc.spec else { return };
     let (Some(ns), Some(name)) = (svc.metadata.namespace.as_deref(), svc.metadata.name.as_deref()) else { return };
     let mut cluster_ips: Vec<Ipv4Addr> = match &spec.cluster_ips {
@@ -525,8 +483,6 @@ fn add_service(rs: &mut Ruleset, svc: &Service, index: &SliceIndex<'_>, node: &N
             .filter(|t| *t > 0)
             .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
     });
-    let no_slices = Vec::new();
-    let slices = index.get(&(ns, name)).unwrap_or(&no_slices);
     let by_type_has_node_ports = matches!(spec.type_.as_deref(), Some("NodePort") | Some("LoadBalancer"));
 
     if let Some(set) = rs.sets.get_mut("cluster-ips") {
@@ -541,9 +497,9 @@ fn add_service(rs: &mut Ruleset, svc: &Service, index: &SliceIndex<'_>, node: &N
             "{ns}/{name}/{proto}/{}",
             if port_name.is_empty() { number.to_string() } else { port_name.to_string() }
         );
-        let all = endpoints_of(slices, port_name, proto, &node.node_name);
-        let cluster_eps = usable(&all, false);
-        let local_eps = usable(&all, true);
+        let all = endpoints_of(slices, port_name, proto, node);
+        let cluster_eps = usable(&all, false, use_topology(&all));
+        let local_eps = usable(&all, true, false);
         let node_port = port.node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0 && by_type_has_node_ports);
         let uses_external = node_port.is_some() || !external_ips.is_empty();
 
@@ -875,6 +831,9 @@ fn write_rules(out: &mut String, table: &str, name: &str, chain: &Chain) {
         let _ = writeln!(out, "add rule inet {table} {name} {r}");
     }
 }
+
+mod assembly;
+pub use assembly::{Assembly, Changes};
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ fn view() -> NodeView {
         cluster_cidr: Some("10.42.0.0/16".parse().unwrap()),
         service_cidr: Some("10.43.0.0/16".parse().unwrap()),
         masquerade_local_pods: None,
+        zone: Some("zone-a".into()),
     }
 }
 
@@ -132,6 +133,62 @@ add rule inet t service-MGCYC3RX-ns/web/tcp/http ip daddr 10.43.0.10 tcp dport 8
 add rule inet t service-MGCYC3RX-ns/web/tcp/http meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.42.1.5 . 8080, 1 : 10.42.2.7 . 8080 }
 ";
     assert_eq!(got, want);
+}
+
+/// A ready endpoint on `node` with zone hints (none when `zones` is empty).
+fn hinted(ip: &str, node: &str, zones: &[&str]) -> Value {
+    let mut e = ep(ip, node, true, true, false);
+    if !zones.is_empty() {
+        e["hints"] = json!({"forZones": zones.iter().map(|z| json!({"name": z})).collect::<Vec<_>>()});
+    }
+    e
+}
+
+#[test]
+fn zone_hints_keep_cluster_traffic_in_the_zone_when_every_ready_endpoint_has_them() {
+    // The node is in zone-a: only the endpoint hinted for zone-a serves it.
+    let slices = vec![web_slice(vec![
+        hinted("10.42.1.5", "node-a", &["zone-a"]),
+        hinted("10.42.2.7", "node-b", &["zone-b"]),
+        hinted("10.42.2.8", "node-b", &["zone-b", "zone-a"]),
+        // Not ready: its missing hints do not count.
+        ep("10.42.3.9", "node-c", false, false, false),
+    ])];
+    let got = specific(&[web(json!({}))], &slices);
+    let want = "\
+add chain inet t service-MGCYC3RX-ns/web/tcp/http
+add element inet t cluster-ips { 10.43.0.10 }
+add element inet t hairpin-endpoints { 10.42.1.5 . 10.42.1.5, 10.42.2.8 . 10.42.2.8 }
+add element inet t service-ips { 10.43.0.10 . tcp . 80 : goto service-MGCYC3RX-ns/web/tcp/http }
+add rule inet t service-MGCYC3RX-ns/web/tcp/http ip daddr 10.43.0.10 tcp dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade
+add rule inet t service-MGCYC3RX-ns/web/tcp/http meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.42.1.5 . 8080, 1 : 10.42.2.8 . 8080 }
+";
+    assert_eq!(got, want);
+    // All endpoints, as without hints, when a ready endpoint lacks hints, when none is hinted
+    // for this zone, or when the node has no zone.
+    let everything = specific(&[web(json!({}))], &two_ready());
+    let missing = vec![web_slice(vec![hinted("10.42.1.5", "node-a", &["zone-a"]), hinted("10.42.2.7", "node-b", &[])])];
+    assert_eq!(specific(&[web(json!({}))], &missing), everything);
+    let elsewhere =
+        vec![web_slice(vec![hinted("10.42.1.5", "node-a", &["zone-b"]), hinted("10.42.2.7", "node-b", &["zone-c"])])];
+    assert_eq!(specific(&[web(json!({}))], &elsewhere), everything);
+    let zoneless = NodeView { zone: None, ..view() };
+    let hinted_here =
+        vec![web_slice(vec![hinted("10.42.1.5", "node-a", &["zone-a"]), hinted("10.42.2.7", "node-b", &["zone-b"])])];
+    let base: std::collections::HashSet<String> =
+        desired([], [], &zoneless).render("t").lines().map(String::from).collect();
+    let got: String = desired(&[web(json!({}))], &hinted_here, &zoneless)
+        .render("t")
+        .lines()
+        .filter(|l| !base.contains(*l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(got, everything);
+    // Local traffic policy ignores hints: this node's endpoints, whatever their zone.
+    let local = web(json!({"internalTrafficPolicy": "Local"}));
+    let remote_hint =
+        vec![web_slice(vec![hinted("10.42.1.5", "node-a", &["zone-b"]), hinted("10.42.2.7", "node-b", &["zone-a"])])];
+    assert!(specific(&[local], &remote_hint).contains("dnat ip to 10.42.1.5:8080"));
 }
 
 #[test]
@@ -482,31 +539,149 @@ fn nft_accepts_the_rulesets() {
     assert!(out.status.success(), "nft -c: {}\n{script}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Gives `o` a resourceVersion, as the API would on every change.
+fn versioned<T: kube::Resource>(mut o: T, rv: u64) -> T {
+    o.meta_mut().resource_version = Some(rv.to_string());
+    o
+}
+
 #[test]
-fn the_cache_reuses_unchanged_services_only() {
+fn the_assembly_recomputes_changed_services_only() {
     let node = view();
-    let mut a = web(json!({}));
-    a.metadata.resource_version = Some("1".into());
-    let mut b = web(json!({"clusterIP": "10.43.0.11"}));
+    let a = versioned(web(json!({})), 1);
+    let mut b = versioned(web(json!({"clusterIP": "10.43.0.11"})), 2);
     b.metadata.name = Some("api".into());
-    b.metadata.resource_version = Some("2".into());
-    let mut slices = two_ready();
-    slices[0].metadata.resource_version = Some("3".into());
-    let mut cache = Cache::default();
-    let first = desired_cached([&a, &b], &slices, &node, &mut cache);
-    assert_eq!(first, desired([&a, &b], &slices, &node));
-    let web_part = cache.fragments[&("ns".to_string(), "web".to_string())].1.clone();
-    // Same versions: the part is reused as it was.
-    assert_eq!(desired_cached([&a, &b], &slices, &node, &mut cache), first);
-    assert!(std::sync::Arc::ptr_eq(&web_part, &cache.fragments[&("ns".to_string(), "web".to_string())].1));
-    // A slice changes (new resourceVersion): that Service is recomputed.
+    let mut slices = vec![versioned(two_ready()[0].clone(), 3)];
+    let mut assembly = Assembly::default();
+    let first = assembly.update([&a, &b], &slices, &node, true);
+    assert!(first.rebuilt && first.recomputed == 2);
+    assert_eq!(first.render("t"), Update::Replace);
+    assert_eq!(assembly.table(), &desired([&a, &b], &slices, &node));
+    // Same versions: nothing is recomputed, nothing to send.
+    let again = assembly.update([&a, &b], &slices, &node, true);
+    assert_eq!((again.rebuilt, again.recomputed), (false, 0));
+    assert_eq!(again.render("t"), Update::Unchanged);
+    // A slice changes (new resourceVersion): only that Service is recomputed.
+    let before = assembly.table().clone();
     slices[0].endpoints.pop();
     slices[0].metadata.resource_version = Some("4".into());
-    let second = desired_cached([&a, &b], &slices, &node, &mut cache);
-    assert_eq!(second, desired([&a, &b], &slices, &node));
-    assert!(!std::sync::Arc::ptr_eq(&web_part, &cache.fragments[&("ns".to_string(), "web".to_string())].1));
-    // Gone Services leave the cache; objects without versions are never cached.
-    b.metadata.resource_version = None;
-    desired_cached([&b], &slices, &node, &mut cache);
-    assert!(cache.fragments.is_empty());
+    let changed = assembly.update([&a, &b], &slices, &node, true);
+    assert_eq!(changed.recomputed, 1);
+    assert_eq!(assembly.table(), &desired([&a, &b], &slices, &node));
+    assert_eq!(changed.render("t"), assembly.table().render_update(&before, "t"));
+    // Objects without versions are recomputed every time; gone Services leave the table.
+    let unversioned = web(json!({"clusterIP": "10.43.0.12"}));
+    let mut c = unversioned.clone();
+    c.metadata.name = Some("c".into());
+    assembly.update([&b, &c], &slices, &node, true);
+    assert_eq!(assembly.update([&b, &c], &slices, &node, true).recomputed, 1);
+    assert_eq!(assembly.table(), &desired([&b, &c], &slices, &node));
+    // A new node view rebuilds everything.
+    let other = NodeView { node_name: "node-b".into(), ..view() };
+    let rebuilt = assembly.update([&b, &c], &slices, &other, true);
+    assert!(rebuilt.rebuilt && rebuilt.recomputed == 2);
+    assert_eq!(assembly.table(), &desired([&b, &c], &slices, &other));
+}
+
+/// Random-ish sequences of changes: after every update the assembled table is the table
+/// computed from scratch, and the difference it renders is the one between the two whole
+/// tables, including elements several Services share (hairpin pairs, a claimed external IP)
+/// and affinity sets whose timeout changes.
+#[test]
+fn the_assembly_matches_the_whole_computation_through_changes() {
+    let node = view();
+    let service = |name: &str, ip: &str, extra: Value| -> Service {
+        let mut s = web(extra);
+        s.metadata.name = Some(name.into());
+        s.spec.as_mut().unwrap().cluster_ip = Some(ip.into());
+        s
+    };
+    let slice_of = |svc: &str, n: usize, ips: &[&str]| -> EndpointSlice {
+        let eps = ips.iter().map(|ip| ep(ip, if ip.ends_with('5') { "node-a" } else { "node-b" }, true, true, false));
+        let mut s = web_slice(eps.collect());
+        s.metadata.name = Some(format!("{svc}-{n}"));
+        s.metadata.labels.as_mut().unwrap().insert(SERVICE_NAME_LABEL.into(), svc.into());
+        s
+    };
+    let mut rv = 0u64;
+    let mut next = || {
+        rv += 1;
+        rv
+    };
+    let mut services = vec![
+        versioned(service("a", "10.43.0.20", json!({})), next()),
+        versioned(service("b", "10.43.0.21", json!({"externalIPs": ["192.0.2.9"]})), next()),
+        versioned(
+            service(
+                "c",
+                "10.43.0.22",
+                json!({"externalIPs": ["192.0.2.9"], "type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 30100}]}),
+            ),
+            next(),
+        ),
+        versioned(service("d", "10.43.0.23", json!({"sessionAffinity": "ClientIP"})), next()),
+    ];
+    let mut slices = vec![
+        versioned(slice_of("a", 1, &["10.42.1.5", "10.42.2.7"]), next()),
+        versioned(slice_of("b", 1, &["10.42.1.5"]), next()),
+        versioned(slice_of("c", 1, &["10.42.2.8", "10.42.2.9"]), next()),
+        versioned(slice_of("c", 2, &["10.42.1.15"]), next()),
+        versioned(slice_of("d", 1, &["10.42.2.7", "10.42.3.5"]), next()),
+    ];
+    let mut assembly = Assembly::default();
+    assembly.update(&services, &slices, &node, true);
+    type Step<'a> = Box<dyn Fn(&mut Vec<Service>, &mut Vec<EndpointSlice>) + 'a>;
+    let steps: Vec<Step> = vec![
+        // b loses the endpoint it shares with a: the hairpin pair stays for a.
+        Box::new(|_, sl| sl[1].endpoints.clear()),
+        // a goes away: the pair goes too, d's 10.42.2.7 pair stays.
+        Box::new(|sv, _| {
+            sv.remove(0);
+        }),
+        // The external IP moves from c (which won, last in order) to b alone.
+        Box::new(|sv, _| sv[1].spec.as_mut().unwrap().external_ips = None),
+        // c loses one of its two slices; d's affinity timeout changes.
+        Box::new(|sv, sl| {
+            sl.remove(3);
+            sv[2].spec.as_mut().unwrap().session_affinity_config =
+                Some(serde_json::from_value(json!({"clientIP": {"timeoutSeconds": 60}})).unwrap());
+        }),
+        // a comes back with a new endpoint; b's slice gets one back.
+        Box::new(|sv, sl| {
+            sv.insert(0, service("a", "10.43.0.20", json!({})));
+            sl[0].endpoints.push(serde_json::from_value(ep("10.42.2.9", "node-b", true, true, false)).unwrap());
+            sl[1].endpoints.push(serde_json::from_value(ep("10.42.2.8", "node-b", true, false, false)).unwrap());
+        }),
+        // Nothing at all.
+        Box::new(|_, _| {}),
+        // Everything goes.
+        Box::new(|sv, sl| {
+            sv.clear();
+            sl.clear();
+        }),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let before = desired(&services, &slices, &node);
+        let (old_services, old_slices) = (services.clone(), slices.clone());
+        step(&mut services, &mut slices);
+        // As the API: what changed gets a new resourceVersion.
+        for (new, old) in [(&mut services, &old_services)] {
+            for s in new.iter_mut() {
+                let same = old.iter().find(|o| o.metadata.name == s.metadata.name);
+                if same.is_none_or(|o| o.spec != s.spec) || s.metadata.resource_version.is_none() {
+                    s.metadata.resource_version = Some(next().to_string());
+                }
+            }
+        }
+        for s in slices.iter_mut() {
+            let same = old_slices.iter().find(|o| o.metadata.name == s.metadata.name);
+            if same.is_none_or(|o| o.endpoints != s.endpoints) {
+                s.metadata.resource_version = Some(next().to_string());
+            }
+        }
+        let changes = assembly.update(&services, &slices, &node, true);
+        let after = desired(&services, &slices, &node);
+        assert_eq!(assembly.table(), &after, "step {i}");
+        assert_eq!(changes.render("t"), after.render_update(&before, "t"), "step {i}");
+    }
 }

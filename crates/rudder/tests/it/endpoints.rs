@@ -1,5 +1,5 @@
 //! Endpoints and EndpointSlices: the controllers follow a Deployment behind a Service on
-//! simulated nodes (addresses, readiness, scaling, deletion), the Endpoints of Services without
+//! simulated nodes (addresses, readiness, scaling, deletion, zone hints), the Endpoints of Services without
 //! a selector are mirrored into EndpointSlices, the API server keeps the `kubernetes` Service
 //! and its endpoints, and Service updates allocate and release cluster IPs and node ports.
 //!
@@ -183,6 +183,89 @@ async fn endpoints_and_slices_follow_a_deployment() {
         let lp = ListParams::default().labels("kubernetes.io/service-name=web");
         let left = slices.list(&lp).await.expect("list slices").items.len();
         (ep.is_none() && left == 0).then_some(())
+    })
+    .await;
+}
+
+/// (zone, hinted zones) of every ready endpoint of the Service's slices.
+async fn zone_hints(slices: &Api<EndpointSlice>) -> Vec<(String, Vec<String>)> {
+    let lp = ListParams::default().labels("kubernetes.io/service-name=web");
+    let list = slices.list(&lp).await.expect("list slices");
+    list.items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .map(|e| {
+            let hinted = e.hints.as_ref().and_then(|h| h.for_zones.clone()).unwrap_or_default();
+            (e.zone.clone().unwrap_or_default(), hinted.into_iter().map(|z| z.name).collect())
+        })
+        .collect()
+}
+
+/// Topology aware routing on three simulated nodes, one per zone with the same CPU:
+/// `trafficDistribution: PreferClose` hints every endpoint for its own zone; the
+/// `topology-mode: Auto` annotation spreads them two per zone, whatever zones the pods are in,
+/// and gives no hints with fewer endpoints than zones; without either, hints go away.
+#[tokio::test]
+async fn endpoint_slices_carry_zone_hints() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let server = TestServer::start_in(dir, &["--simulate-nodes", "3"]).await;
+    let client = server.client().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    deployments.create(&pp, &deployment(6)).await.expect("create deployment");
+    let mut svc = service();
+    svc.spec.as_mut().expect("spec").traffic_distribution = Some("PreferClose".into());
+    services.create(&pp, &svc).await.expect("create service");
+
+    let got = wait_for("6 endpoints hinted for their zone", LIMIT, || async {
+        let eps = zone_hints(&slices).await;
+        (eps.len() == 6 && eps.iter().all(|(z, h)| z.starts_with("zone-") && h == &vec![z.clone()])).then_some(eps)
+    })
+    .await;
+    assert_eq!(got.len(), 6);
+
+    // Auto: the annotation wins; each zone's share (a third of the CPU) is two endpoints.
+    let auto = json!({"metadata": {"annotations": {"service.kubernetes.io/topology-mode": "Auto"}}});
+    services.patch("web", &PatchParams::default(), &Patch::Merge(auto)).await.expect("annotate");
+    let per_zone = wait_for("two endpoints hinted per zone", LIMIT, || async {
+        let eps = zone_hints(&slices).await;
+        let mut count = std::collections::BTreeMap::<String, usize>::new();
+        for (_, hinted) in &eps {
+            if let [zone] = hinted.as_slice() {
+                *count.entry(zone.clone()).or_default() += 1;
+            }
+        }
+        (eps.len() == 6 && count.values().sum::<usize>() == 6 && count.len() == 3 && count.values().all(|n| *n == 2))
+            .then_some(count)
+    })
+    .await;
+    assert_eq!(per_zone.keys().map(String::as_str).collect::<Vec<_>>(), ["zone-a", "zone-b", "zone-c"]);
+
+    // Two endpoints for three zones: upstream's safeguard, no hints at all.
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}})))
+        .await
+        .expect("scale");
+    wait_for("no hints with fewer endpoints than zones", LIMIT, || async {
+        let eps = zone_hints(&slices).await;
+        (eps.len() == 2 && eps.iter().all(|(_, h)| h.is_empty())).then_some(())
+    })
+    .await;
+
+    // Neither the annotation nor trafficDistribution: no hints either.
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .await
+        .expect("scale");
+    let off = json!({"metadata": {"annotations": {"service.kubernetes.io/topology-mode": null}},
+                     "spec": {"trafficDistribution": null}});
+    services.patch("web", &PatchParams::default(), &Patch::Merge(off)).await.expect("turn off");
+    wait_for("3 endpoints without hints", LIMIT, || async {
+        let eps = zone_hints(&slices).await;
+        (eps.len() == 3 && eps.iter().all(|(_, h)| h.is_empty())).then_some(())
     })
     .await;
 }

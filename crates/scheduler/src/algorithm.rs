@@ -4,6 +4,7 @@
 use crate::cache::{Cache, NodeInfo};
 use crate::framework::{Code, CycleState, FEASIBLE_NODES, FeasibleNodes, FilterPlugin, PodInfo, ScorePlugin, Status};
 use crate::plugins;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -358,16 +359,62 @@ impl Framework {
 pub struct Preemption {
     pub node: String,
     pub victims: Vec<Arc<PodInfo>>,
+    /// How many victims a PodDisruptionBudget does not allow to go.
+    pub pdb_violations: usize,
+}
+
+/// Splits `pods` (most important first) into those whose eviction a PodDisruptionBudget
+/// forbids and the others, as upstream's preemption does: each matching budget (same
+/// namespace, non-empty selector, the pod not already in its `disruptedPods`) lends one of its
+/// `disruptionsAllowed` per pod; a pod that finds a budget exhausted is violating.
+pub fn split_by_pdb(pods: Vec<Arc<PodInfo>>, pdbs: &[PodDisruptionBudget]) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
+    let mut allowed: Vec<i32> =
+        pdbs.iter().map(|b| b.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0)).collect();
+    let (mut violating, mut other) = (Vec::new(), Vec::new());
+    for p in pods {
+        let meta = &p.pod.metadata;
+        let mut violated = false;
+        if let Some(labels) = meta.labels.as_ref().filter(|l| !l.is_empty()) {
+            for (i, pdb) in pdbs.iter().enumerate() {
+                if pdb.metadata.namespace != meta.namespace {
+                    continue;
+                }
+                let Some(selector) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else { continue };
+                let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                    && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+                if empty || !crate::selectors::selector_matches(selector, labels) {
+                    continue;
+                }
+                let disrupted = pdb.status.as_ref().and_then(|s| s.disrupted_pods.as_ref());
+                if meta.name.as_ref().is_some_and(|n| disrupted.is_some_and(|d| d.contains_key(n))) {
+                    continue;
+                }
+                allowed[i] -= 1;
+                if allowed[i] < 0 {
+                    violated = true;
+                }
+            }
+        }
+        if violated { violating.push(p) } else { other.push(p) }
+    }
+    (violating, other)
 }
 
 impl Framework {
     /// Finds the node where evicting the fewest, least important lower-priority pods makes
-    /// room for `pod` (upstream's default preemption, without PodDisruptionBudgets): only
-    /// nodes that failed for resolvable reasons are tried; on each, every lower-priority pod
-    /// is removed, then pods are given back from the most important down while the preemptor
-    /// still fits. Nodes are ranked by the highest victim priority, then the sum of victim
-    /// priorities, then the number of victims.
-    pub fn find_preemption(&self, pod: &PodInfo, cache: &Cache, fit: &FitError) -> Option<Preemption> {
+    /// room for `pod` (upstream's default preemption): only nodes that failed for resolvable
+    /// reasons are tried; on each, every lower-priority pod is removed, then pods are given
+    /// back while the preemptor still fits, first those a PodDisruptionBudget protects, then
+    /// the others, each group from the most important down. Nodes are ranked by the number of
+    /// budget violations, then the highest victim priority, the sum of victim priorities and
+    /// the number of victims.
+    pub fn find_preemption(
+        &self,
+        pod: &PodInfo,
+        cache: &Cache,
+        fit: &FitError,
+        pdbs: &[PodDisruptionBudget],
+    ) -> Option<Preemption> {
         if fit.preemption_ineligible.is_some() {
             return None;
         }
@@ -376,7 +423,7 @@ impl Framework {
         for f in &self.filters {
             f.pre_filter(pod, &nodes, &mut state);
         }
-        let mut best: Option<((i64, i64, usize), Preemption)> = None;
+        let mut best: Option<((usize, i64, i64, usize), Preemption)> = None;
         for (name, status) in &fit.statuses {
             if status.code != Code::Unschedulable {
                 continue;
@@ -399,21 +446,27 @@ impl Framework {
                 continue;
             }
             lower.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key.cmp(&b.key)));
+            let (violating, other) = split_by_pdb(lower, pdbs);
             let mut victims = Vec::new();
-            for p in lower {
+            let mut pdb_violations = 0;
+            for (p, protected) in violating.into_iter().map(|p| (p, true)).chain(other.into_iter().map(|p| (p, false)))
+            {
                 sim.add_pod(p.clone());
                 if self.run_filters(&state, pod, &sim).is_err() {
                     sim.remove_pod(&p.key);
                     victims.push(p);
+                    pdb_violations += usize::from(protected);
                 }
             }
+            victims.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key.cmp(&b.key)));
             let rank = (
+                pdb_violations,
                 victims.iter().map(|v| i64::from(v.priority)).max().unwrap_or(i64::MIN),
                 victims.iter().map(|v| i64::from(v.priority)).sum::<i64>(),
                 victims.len(),
             );
             if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-                best = Some((rank, Preemption { node: name.clone(), victims }));
+                best = Some((rank, Preemption { node: name.clone(), victims, pdb_violations }));
             }
         }
         best.map(|(_, p)| p)
@@ -620,21 +673,76 @@ mod tests {
         cache.assume(prioritised("mid", "2", 5), "n2");
         let high = prioritised("high", "1", 10);
         let Err(ScheduleError::Unfit(fit)) = f.schedule(&high, &cache, &mut rng()) else { panic!("nothing fits") };
-        let p = f.find_preemption(&high, &cache, &fit).expect("preemption finds room");
+        let p = f.find_preemption(&high, &cache, &fit, &[]).expect("preemption finds room");
         assert_eq!(p.node, "n1");
         assert_eq!(p.victims.iter().map(|v| v.key.as_str()).collect::<Vec<_>>(), ["default/low-a"]);
 
         // Equal priority cannot preempt; nor can a pod with preemptionPolicy Never.
         let peer = prioritised("peer", "1", 1);
         let Err(ScheduleError::Unfit(fit)) = f.schedule(&peer, &cache, &mut rng()) else { panic!() };
-        assert!(f.find_preemption(&peer, &cache, &fit).is_none());
+        assert!(f.find_preemption(&peer, &cache, &fit, &[]).is_none());
         assert!(
             fit.message()
                 .ends_with("preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod..")
         );
         let mut never = fit.clone();
         never.preemption_ineligible = Some(NOT_ELIGIBLE_NEVER);
-        assert!(f.find_preemption(&high, &cache, &never).is_none());
+        assert!(f.find_preemption(&high, &cache, &never, &[]).is_none());
+    }
+
+    fn labelled(name: &str, app: &str, priority: i32) -> Arc<PodInfo> {
+        Arc::new(PodInfo::new(Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "default", "uid": name, "labels": {"app": app}},
+                "spec": {"priority": priority, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]},
+            }))
+            .unwrap(),
+        )))
+    }
+
+    fn budget(app: &str, allowed: i32, disrupted: &[&str]) -> PodDisruptionBudget {
+        let disrupted: serde_json::Map<String, Value> =
+            disrupted.iter().map(|n| (n.to_string(), json!("2026-01-01T00:00:00Z"))).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("pdb-{app}"), "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": app}}},
+            "status": {"disruptionsAllowed": allowed, "disruptedPods": disrupted,
+                       "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1, "observedGeneration": 1},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn preemption_prefers_nodes_where_budgets_allow_the_evictions() {
+        let f = Framework::default();
+        let mut cache = Cache::new();
+        cache.upsert_node(node("n1", "1", json!({})));
+        cache.upsert_node(node("n2", "1", json!({})));
+        cache.assume(labelled("guarded", "db", 1), "n1");
+        cache.assume(labelled("free", "web", 2), "n2");
+        let high = prioritised("high", "1", 10);
+        let Err(ScheduleError::Unfit(fit)) = f.schedule(&high, &cache, &mut rng()) else { panic!("nothing fits") };
+        // Without budgets the lowest victim wins.
+        assert_eq!(f.find_preemption(&high, &cache, &fit, &[]).unwrap().node, "n1");
+        // A budget that allows no disruption of `db` moves the preemption to n2.
+        let p = f.find_preemption(&high, &cache, &fit, &[budget("db", 0, &[])]).unwrap();
+        assert_eq!((p.node.as_str(), p.pdb_violations), ("n2", 0));
+        // One allowed disruption, or the pod already being disrupted, lets it go.
+        assert_eq!(f.find_preemption(&high, &cache, &fit, &[budget("db", 1, &[])]).unwrap().node, "n1");
+        assert_eq!(f.find_preemption(&high, &cache, &fit, &[budget("db", 0, &["guarded"])]).unwrap().node, "n1");
+        // When every choice violates a budget, preemption still happens, counting the violation.
+        let both = [budget("db", 0, &[]), budget("web", 0, &[])];
+        let p = f.find_preemption(&high, &cache, &fit, &both).unwrap();
+        assert_eq!((p.node.as_str(), p.pdb_violations), ("n1", 1));
+    }
+
+    #[test]
+    fn budgets_lend_their_allowance_pod_by_pod() {
+        let pods = vec![labelled("a", "db", 5), labelled("b", "db", 4), labelled("c", "db", 3)];
+        let (violating, other) = split_by_pdb(pods, &[budget("db", 2, &[])]);
+        let names = |v: &[Arc<PodInfo>]| v.iter().map(|p| p.key.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&other), ["default/a", "default/b"]);
+        assert_eq!(names(&violating), ["default/c"]);
     }
 
     #[test]

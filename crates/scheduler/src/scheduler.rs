@@ -8,6 +8,7 @@ use crate::framework::{PodInfo, pod_key};
 use crate::queue::{ClusterEvent, QueueConfig, QueuedPod, SchedulingQueue};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
@@ -50,6 +51,8 @@ pub struct Scheduler {
     /// PriorityClass values by name, and the global default, to resolve `spec.priority`
     /// for pods the API server admitted without it.
     priority_classes: parking_lot::RwLock<PriorityClasses>,
+    /// PodDisruptionBudgets, which preemption tries not to violate.
+    pdbs: parking_lot::RwLock<HashMap<String, PodDisruptionBudget>>,
 }
 
 #[derive(Default)]
@@ -73,6 +76,7 @@ impl Scheduler {
             framework: Framework::default(),
             bindings: Arc::new(Semaphore::new(MAX_CONCURRENT_BINDINGS)),
             priority_classes: Default::default(),
+            pdbs: Default::default(),
         })
     }
 
@@ -86,6 +90,7 @@ impl Scheduler {
         tasks.spawn(self.clone().watch_nodes(nodes_synced_tx));
         tasks.spawn(self.clone().watch_pods(classes_synced, pods_synced_tx));
         tasks.spawn(self.clone().flush_loop());
+        tasks.spawn(self.clone().watch_pdbs());
 
         let synced = async {
             let _ = nodes_synced.wait_for(|s| *s).await;
@@ -144,7 +149,8 @@ impl Scheduler {
                         {
                             fit.preemption_ineligible = Some(NOT_ELIGIBLE_TERMINATING);
                         }
-                        let found = self.framework.find_preemption(&info, &cache, fit);
+                        let pdbs: Vec<PodDisruptionBudget> = self.pdbs.read().values().cloned().collect();
+                        let found = self.framework.find_preemption(&info, &cache, fit, &pdbs);
                         if let Some(p) = &found {
                             cache.nominate(info.clone(), &p.node);
                         }
@@ -325,6 +331,31 @@ impl Scheduler {
         if changed {
             let event = if is_new { ClusterEvent::NodeAdd } else { ClusterEvent::NodeUpdate };
             self.queue.move_on_event(event, Instant::now());
+        }
+    }
+
+    async fn watch_pdbs(self: Arc<Self>) {
+        let api: Api<PodDisruptionBudget> = Api::all(self.client.clone());
+        let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut relisted: Option<HashMap<String, PodDisruptionBudget>> = None;
+        let key = |b: &PodDisruptionBudget| {
+            format!("{}/{}", b.metadata.namespace.as_deref().unwrap_or(""), b.metadata.name.as_deref().unwrap_or(""))
+        };
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Init) => relisted = Some(HashMap::new()),
+                Ok(Event::InitApply(b)) => {
+                    relisted.get_or_insert_default().insert(key(&b), b);
+                }
+                Ok(Event::InitDone) => *self.pdbs.write() = relisted.take().unwrap_or_default(),
+                Ok(Event::Apply(b)) => {
+                    self.pdbs.write().insert(key(&b), b);
+                }
+                Ok(Event::Delete(b)) => {
+                    self.pdbs.write().remove(&key(&b));
+                }
+                Err(e) => tracing::warn!("pod disruption budget watch: {e}"),
+            }
         }
     }
 

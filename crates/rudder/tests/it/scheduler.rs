@@ -210,6 +210,49 @@ async fn preempts_lower_priority_pods() {
     assert_eq!(wait_bound(&pods, "high").await, "solo");
 }
 
+/// Preemption avoids a victim whose PodDisruptionBudget allows no disruption when another node
+/// offers one that no budget protects.
+#[tokio::test]
+async fn preemption_respects_disruption_budgets() {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let server = TestServer::start_in(dir, &["--disable-controller-manager"]).await;
+    let client = server.client().await;
+    add_node(&client, "guarded", "2").await;
+    add_node(&client, "free", "2").await;
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    for (name, value) in [("one", 1), ("five", 5), ("top", 1000)] {
+        let class: PriorityClass = serde_json::from_value(json!({"metadata": {"name": name}, "value": value})).unwrap();
+        classes.create(&PostParams::default(), &class).await.expect("priority class is created");
+    }
+    // No budget controller runs here: a budget without status allows no disruption.
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let budget: PodDisruptionBudget = serde_json::from_value(
+        json!({"metadata": {"name": "db"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}}),
+    )
+    .unwrap();
+    budgets.create(&PostParams::default(), &budget).await.expect("budget is created");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for (name, class, node) in [("db", "one", "guarded"), ("web", "five", "free")] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"nodeName": node, "priorityClassName": class, "containers": [
+                {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "1500m"}}}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.expect("pod is created");
+    }
+    // Without the budget the lower-priority `db` would be the victim.
+    create_pod(&pods, "urgent", "1", json!({"priorityClassName": "top"})).await;
+    let pod = wait_pod(&pods, "urgent", "is nominated", |p| {
+        p.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).is_some()
+    })
+    .await;
+    assert_eq!(pod.status.unwrap().nominated_node_name.as_deref(), Some("free"));
+    let db = pods.get("db").await.expect("db stays");
+    assert!(db.metadata.deletion_timestamp.is_none(), "the guarded pod is not preempted");
+}
+
 /// Rough end-to-end throughput: 1000 pods over 100 nodes (`--ignored` to run; prints pods/s).
 #[tokio::test]
 #[ignore = "measurement, not a check"]

@@ -1,6 +1,14 @@
 //! PodTopologySpread (`whenUnsatisfiable: DoNotSchedule` constraints): placing the pod must
 //! not make any domain exceed the global minimum of matching pods by more than `maxSkew`.
 //! Scoring (`ScheduleAnyway` constraints) favours nodes in domains with fewer matching pods.
+//!
+//! A pod without constraints that a ReplicaSet, ReplicationController or StatefulSet owns is
+//! scored with upstream's system defaults (`maxSkew: 3` over `kubernetes.io/hostname`,
+//! `maxSkew: 5` over `topology.kubernetes.io/zone`, both `ScheduleAnyway`), so replicas spread
+//! on their own; nodes lacking a key are then scored on the other constraint rather than zeroed.
+//! Upstream selects the siblings with the selectors of the owner and of the Services selecting
+//! the pod; here the siblings are the pods carrying all of the pod's labels, which is what those
+//! selectors pick for controller-made replicas.
 
 use crate::cache::NodeInfo;
 use crate::framework::{
@@ -51,6 +59,32 @@ fn effective_selector(c: &TopologySpreadConstraint, pod_labels: &BTreeMap<String
         }
     }
     Some(selector)
+}
+
+/// Upstream's default constraints (`defaultingType: System`) for a pod that has none, when a
+/// controller owns it and it has labels to find its siblings by.
+fn system_defaults(pod: &PodInfo) -> Vec<TopologySpreadConstraint> {
+    let meta = &pod.pod.metadata;
+    let has_own =
+        pod.pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.as_ref()).is_some_and(|c| !c.is_empty());
+    let owned = meta.owner_references.iter().flatten().any(|o| {
+        o.controller == Some(true) && matches!(o.kind.as_str(), "ReplicaSet" | "ReplicationController" | "StatefulSet")
+    });
+    let Some(labels) = meta.labels.as_ref().filter(|l| !l.is_empty()) else { return Vec::new() };
+    if has_own || !owned {
+        return Vec::new();
+    }
+    let selector = LabelSelector { match_labels: Some(labels.clone()), ..Default::default() };
+    [(HOSTNAME, 3), (ZONE, 5)]
+        .into_iter()
+        .map(|(key, skew)| TopologySpreadConstraint {
+            max_skew: skew,
+            topology_key: key.into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(selector.clone()),
+            ..Default::default()
+        })
+        .collect()
 }
 
 impl FilterPlugin for PodTopologySpread {
@@ -134,6 +168,7 @@ fn count_matching(node: &NodeInfo, selector: Option<&LabelSelector>, ns: &str) -
 }
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
+const ZONE: &str = "topology.kubernetes.io/zone";
 
 /// What scoring needs for one `ScheduleAnyway` constraint.
 struct SoftConstraint {
@@ -150,6 +185,8 @@ struct SoftConstraint {
 struct PreScoreState {
     constraints: Vec<SoftConstraint>,
     ns: String,
+    /// The constraints are the system defaults: a node lacking a key skips that constraint.
+    system_defaulted: bool,
 }
 
 /// A raw score meaning "node lacks a constraint's topology key": such nodes get 0.
@@ -166,18 +203,23 @@ impl ScorePlugin for PodTopologySpread {
 
     fn pre_score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], state: &mut CycleState) {
         let spec = pod.pod.spec.as_ref();
-        let soft: Vec<&TopologySpreadConstraint> = spec
-            .and_then(|s| s.topology_spread_constraints.as_deref())
-            .unwrap_or_default()
-            .iter()
-            .filter(|c| c.when_unsatisfiable == "ScheduleAnyway")
-            .collect();
+        let defaults = system_defaults(pod);
+        let system_defaulted = !defaults.is_empty();
+        let soft: Vec<&TopologySpreadConstraint> = if system_defaulted {
+            defaults.iter().collect()
+        } else {
+            spec.and_then(|s| s.topology_spread_constraints.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| c.when_unsatisfiable == "ScheduleAnyway")
+                .collect()
+        };
         if soft.is_empty() {
             return;
         }
         let empty = BTreeMap::new();
         let own_labels = pod.pod.metadata.labels.as_ref().unwrap_or(&empty);
-        let has_all_keys = |n: &NodeInfo| soft.iter().all(|c| n.label(&c.topology_key).is_some());
+        let has_all_keys = |n: &NodeInfo| system_defaulted || soft.iter().all(|c| n.label(&c.topology_key).is_some());
         let feasible: Vec<&NodeInfo> = match state.get(FEASIBLE_NODES).and_then(|b| b.downcast_ref::<FeasibleNodes>()) {
             Some(f) => {
                 let names: HashSet<&str> = f.0.iter().map(String::as_str).collect();
@@ -192,7 +234,9 @@ impl ScorePlugin for PodTopologySpread {
                 let mut counts = HashMap::new();
                 if c.topology_key != HOSTNAME {
                     for n in &scored {
-                        counts.insert(n.label(&c.topology_key).unwrap_or_default().to_string(), 0);
+                        if let Some(value) = n.label(&c.topology_key) {
+                            counts.insert(value.to_string(), 0);
+                        }
                     }
                 }
                 let domains = if c.topology_key == HOSTNAME { scored.len() } else { counts.len() };
@@ -215,7 +259,7 @@ impl ScorePlugin for PodTopologySpread {
                 if c.key == HOSTNAME {
                     continue;
                 }
-                let Some(slot) = c.counts.get_mut(node.label(&c.key).unwrap_or_default()) else { continue };
+                let Some(slot) = node.label(&c.key).and_then(|v| c.counts.get_mut(v)) else { continue };
                 let honour_affinity = spec.node_affinity_policy.as_deref().unwrap_or("Honor") == "Honor";
                 let honour_taints = spec.node_taints_policy.as_deref().unwrap_or("Ignore") == "Honor";
                 if (honour_affinity && NodeAffinity.filter(&scratch, pod, node).is_err())
@@ -226,14 +270,19 @@ impl ScorePlugin for PodTopologySpread {
                 *slot += count_matching(node, c.selector.as_ref(), &ns);
             }
         }
-        state.insert(NAME, Box::new(PreScoreState { constraints, ns }));
+        state.insert(NAME, Box::new(PreScoreState { constraints, ns, system_defaulted }));
     }
 
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(s) = state.get(NAME).and_then(|b| b.downcast_ref::<PreScoreState>()) else { return IGNORED };
         let mut score = 0.0;
         for c in &s.constraints {
-            let Some(value) = node.label(&c.key) else { return IGNORED };
+            let Some(value) = node.label(&c.key) else {
+                if s.system_defaulted {
+                    continue;
+                }
+                return IGNORED;
+            };
             let count = if c.key == HOSTNAME {
                 count_matching(node, c.selector.as_ref(), &s.ns)
             } else {
@@ -371,6 +420,37 @@ mod tests {
         for (name, incoming, (a, b), want) in cases {
             assert_eq!(scores(&incoming, &cluster(a, b)), want, "{name}");
         }
+    }
+
+    #[test]
+    fn replicas_spread_by_system_defaults() {
+        let owned = |name: &str, extra: Value| {
+            let mut v = json!({"metadata": {"name": name, "namespace": "default", "uid": name, "labels": {"app": "web"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs", "controller": true}]},
+                "spec": {"containers": [{"name": "c"}]}});
+            if let Some(spec) = extra.as_object() {
+                v["spec"].as_object_mut().unwrap().extend(spec.clone());
+            }
+            PodInfo::new(Arc::new(serde_json::from_value(v).unwrap()))
+        };
+        // Two hosts without zones: the one already running a sibling scores lower.
+        let nodes: Vec<NodeInfo> = ["h1", "h2"]
+            .iter()
+            .map(|n| {
+                NodeInfo::new(
+                    serde_json::from_value(json!({"metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}},
+                        "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}))
+                    .unwrap(),
+                )
+            })
+            .collect();
+        let mut nodes = nodes;
+        nodes[0].add_pod(Arc::new(owned("w0", json!({}))));
+        let s = scores(&owned("w1", json!({})), &nodes);
+        assert!(s[1] > s[0], "the empty host wins: {s:?}");
+        // A pod with constraints of its own, or no controller, gets no defaults.
+        assert_eq!(scores(&owned("w2", soft(1)), &nodes), vec![0, 0], "own constraints: zone key missing");
+        assert_eq!(scores(&pod("loose", json!({})), &nodes), vec![0, 0]);
     }
 
     #[test]

@@ -423,6 +423,27 @@ impl Framework {
         for f in &self.filters {
             f.pre_filter(pod, &nodes, &mut state);
         }
+        // Filters that count other pods (inter-pod affinity, spread) must see the victims gone:
+        // their pre-filter state is computed again over the nodes with the candidate replaced.
+        let hard_spread = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.when_unsatisfiable == "DoNotSchedule"));
+        let refresh =
+            pod.has_pod_affinity_terms || hard_spread || nodes.iter().any(|n| n.pods_with_required_anti_affinity > 0);
+        let fits = |sim: &NodeInfo| -> bool {
+            if !refresh {
+                return self.run_filters(&state, pod, sim).is_ok();
+            }
+            let view: Vec<&NodeInfo> = nodes.iter().map(|n| if n.name() == sim.name() { sim } else { *n }).collect();
+            let mut fresh = CycleState::new();
+            for f in &self.filters {
+                f.pre_filter(pod, &view, &mut fresh);
+            }
+            self.run_filters(&fresh, pod, sim).is_ok()
+        };
         let mut best: Option<((usize, i64, i64, usize), Preemption)> = None;
         for (name, status) in &fit.statuses {
             if status.code != Code::Unschedulable {
@@ -442,7 +463,7 @@ impl Framework {
             for p in &lower {
                 sim.remove_pod(&p.key);
             }
-            if self.run_filters(&state, pod, &sim).is_err() {
+            if !fits(&sim) {
                 continue;
             }
             lower.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key.cmp(&b.key)));
@@ -452,7 +473,7 @@ impl Framework {
             for (p, protected) in violating.into_iter().map(|p| (p, true)).chain(other.into_iter().map(|p| (p, false)))
             {
                 sim.add_pod(p.clone());
-                if self.run_filters(&state, pod, &sim).is_err() {
+                if !fits(&sim) {
                     sim.remove_pod(&p.key);
                     victims.push(p);
                     pdb_violations += usize::from(protected);
@@ -734,6 +755,26 @@ mod tests {
         let both = [budget("db", 0, &[]), budget("web", 0, &[])];
         let p = f.find_preemption(&high, &cache, &fit, &both).unwrap();
         assert_eq!((p.node.as_str(), p.pdb_violations), ("n1", 1));
+    }
+
+    #[test]
+    fn preemption_sees_victims_gone_from_affinity_counts() {
+        let f = Framework::default();
+        let mut cache = Cache::new();
+        cache.upsert_node(node("n1", "4", json!({})));
+        cache.assume(labelled("noisy", "noisy", 1), "n1");
+        let high = Arc::new(PodInfo::new(Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "high", "namespace": "default", "uid": "high"},
+                "spec": {"priority": 10, "containers": [{"name": "c"}], "affinity": {"podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "labelSelector": {"matchLabels": {"app": "noisy"}}, "topologyKey": "kubernetes.io/hostname"}]}}},
+            }))
+            .unwrap(),
+        )));
+        let Err(ScheduleError::Unfit(fit)) = f.schedule(&high, &cache, &mut rng()) else { panic!("anti-affinity") };
+        let p = f.find_preemption(&high, &cache, &fit, &[]).expect("evicting the noisy pod makes room");
+        assert_eq!((p.node.as_str(), p.victims.len()), ("n1", 1));
     }
 
     #[test]

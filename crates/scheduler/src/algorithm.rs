@@ -2,7 +2,9 @@
 //! best (ties broken at random), and the upstream-shaped message when nothing fits.
 
 use crate::cache::{Cache, NodeInfo};
-use crate::framework::{Code, CycleState, FEASIBLE_NODES, FeasibleNodes, FilterPlugin, PodInfo, ScorePlugin, Status};
+use crate::framework::{
+    Code, CycleState, FEASIBLE_NODES, FeasibleNodes, FilterPlugin, NAMESPACE_LABELS, PodInfo, ScorePlugin, Status,
+};
 use crate::plugins;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
@@ -326,6 +328,7 @@ impl Framework {
             return Err(ScheduleError::NoNodes);
         }
         let mut state = CycleState::new();
+        state.insert(NAMESPACE_LABELS, Box::new(cache.namespaces()));
         for f in &self.filters {
             f.pre_filter(pod, &nodes, &mut state);
         }
@@ -420,6 +423,7 @@ impl Framework {
         }
         let nodes: Vec<&NodeInfo> = cache.nodes().collect();
         let mut state = CycleState::new();
+        state.insert(NAMESPACE_LABELS, Box::new(cache.namespaces()));
         for f in &self.filters {
             f.pre_filter(pod, &nodes, &mut state);
         }
@@ -439,6 +443,7 @@ impl Framework {
             }
             let view: Vec<&NodeInfo> = nodes.iter().map(|n| if n.name() == sim.name() { sim } else { *n }).collect();
             let mut fresh = CycleState::new();
+            fresh.insert(NAMESPACE_LABELS, Box::new(cache.namespaces()));
             for f in &self.filters {
                 f.pre_filter(pod, &view, &mut fresh);
             }

@@ -98,6 +98,8 @@ pub struct Cache {
     /// Pods that preempted others, by key: the node they wait for, and the pod. Filters see
     /// them on that node (for pods of lower or equal priority) so the freed room is kept.
     nominated: HashMap<String, (String, Arc<PodInfo>)>,
+    /// Namespace labels, for affinity terms with a `namespaceSelector`.
+    namespaces: Arc<crate::selectors::NamespaceLabels>,
 }
 
 /// Whether a pod has finished and no longer holds resources.
@@ -108,6 +110,25 @@ pub fn is_terminal(pod: &Pod) -> bool {
 impl Cache {
     pub fn new() -> Cache {
         Cache::default()
+    }
+
+    /// Records a namespace's labels.
+    pub fn upsert_namespace(&mut self, name: &str, labels: std::collections::BTreeMap<String, String>) {
+        if self.namespaces.get(name) != Some(&labels) {
+            Arc::make_mut(&mut self.namespaces).insert(name.to_string(), labels);
+        }
+    }
+
+    /// Forgets a namespace.
+    pub fn remove_namespace(&mut self, name: &str) {
+        if self.namespaces.contains_key(name) {
+            Arc::make_mut(&mut self.namespaces).remove(name);
+        }
+    }
+
+    /// Every namespace's labels.
+    pub fn namespaces(&self) -> Arc<crate::selectors::NamespaceLabels> {
+        self.namespaces.clone()
     }
 
     /// Adds or replaces a node; true when its scheduling-relevant properties changed (or it is new).

@@ -132,6 +132,18 @@ pub trait FilterPlugin: Send + Sync {
 /// the nodes that passed the filters (as a `FeasibleNodes`).
 pub const FEASIBLE_NODES: &str = "framework/FeasibleNodes";
 
+/// Cycle state key of the namespaces' labels (an `Arc<NamespaceLabels>`), set by the framework.
+pub const NAMESPACE_LABELS: &str = "framework/NamespaceLabels";
+
+/// The namespaces' labels of this cycle (none known when the framework set none).
+pub fn namespace_labels(state: &CycleState) -> Arc<crate::selectors::NamespaceLabels> {
+    state
+        .get(NAMESPACE_LABELS)
+        .and_then(|b| b.downcast_ref::<Arc<crate::selectors::NamespaceLabels>>())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The names of the nodes being scored (see `FEASIBLE_NODES`).
 pub struct FeasibleNodes(pub Vec<String>);
 

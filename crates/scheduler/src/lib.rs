@@ -8,6 +8,7 @@
 
 pub mod algorithm;
 pub mod cache;
+pub mod events;
 pub mod framework;
 pub mod plugins;
 pub mod quantity;

@@ -4,15 +4,16 @@
 use crate::SCHEDULER_NAME;
 use crate::algorithm::{Framework, NOT_ELIGIBLE_TERMINATING, Preemption, ScheduleError};
 use crate::cache::{Cache, is_terminal};
+use crate::events::Recorder;
 use crate::framework::{PodInfo, pod_key};
 use crate::queue::{ClusterEvent, QueueConfig, QueuedPod, SchedulingQueue};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event as KubeEvent, EventType, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use parking_lot::Mutex;
@@ -91,6 +92,7 @@ impl Scheduler {
         tasks.spawn(self.clone().watch_pods(classes_synced, pods_synced_tx));
         tasks.spawn(self.clone().flush_loop());
         tasks.spawn(self.clone().watch_pdbs());
+        tasks.spawn(self.clone().watch_namespaces());
 
         let synced = async {
             let _ = nodes_synced.wait_for(|s| *s).await;
@@ -331,6 +333,37 @@ impl Scheduler {
         if changed {
             let event = if is_new { ClusterEvent::NodeAdd } else { ClusterEvent::NodeUpdate };
             self.queue.move_on_event(event, Instant::now());
+        }
+    }
+
+    /// Namespace labels, for affinity terms with a `namespaceSelector`.
+    async fn watch_namespaces(self: Arc<Self>) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut relisted: Option<HashSet<String>> = None;
+        while let Some(event) = stream.next().await {
+            let labels = |ns: &Namespace| ns.metadata.labels.clone().unwrap_or_default();
+            match event {
+                Ok(Event::Init) => relisted = Some(HashSet::new()),
+                Ok(Event::InitApply(ns)) => {
+                    let name = ns.metadata.name.clone().unwrap_or_default();
+                    self.cache.lock().upsert_namespace(&name, labels(&ns));
+                    relisted.get_or_insert_default().insert(name);
+                }
+                Ok(Event::InitDone) => {
+                    if let Some(seen) = relisted.take() {
+                        let mut cache = self.cache.lock();
+                        let gone: Vec<String> =
+                            cache.namespaces().keys().filter(|n| !seen.contains(*n)).cloned().collect();
+                        gone.iter().for_each(|n| cache.remove_namespace(n));
+                    }
+                }
+                Ok(Event::Apply(ns)) => {
+                    self.cache.lock().upsert_namespace(ns.metadata.name.as_deref().unwrap_or(""), labels(&ns))
+                }
+                Ok(Event::Delete(ns)) => self.cache.lock().remove_namespace(ns.metadata.name.as_deref().unwrap_or("")),
+                Err(e) => tracing::warn!("namespace watch: {e}"),
+            }
         }
     }
 

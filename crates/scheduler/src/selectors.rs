@@ -27,11 +27,18 @@ fn labels(pod: &Pod) -> &BTreeMap<String, String> {
     pod.metadata.labels.as_ref().unwrap_or(&EMPTY)
 }
 
+/// Labels of every namespace, by name (what `namespaceSelector`s are matched against).
+pub type NamespaceLabels = std::collections::HashMap<String, BTreeMap<String, String>>;
+
 /// Whether an affinity term declared by a pod in `owner_namespace` selects `candidate`:
-/// same namespace by default, the listed `namespaces`, or all of them with an empty
-/// `namespaceSelector`. (A non-empty `namespaceSelector` would need namespace labels, which
-/// this scheduler does not watch; such terms only use the listed namespaces.)
-pub fn term_selects(term: &PodAffinityTerm, owner_namespace: &str, candidate: &Pod) -> bool {
+/// same namespace by default, else the listed `namespaces` plus those the `namespaceSelector`
+/// selects by their labels (an empty selector selects every namespace).
+pub fn term_selects(
+    term: &PodAffinityTerm,
+    owner_namespace: &str,
+    candidate: &Pod,
+    namespaces: &NamespaceLabels,
+) -> bool {
     let Some(selector) = &term.label_selector else { return false };
     let ns = candidate.metadata.namespace.as_deref().unwrap_or("");
     let listed = term.namespaces.as_deref().unwrap_or_default();
@@ -42,7 +49,10 @@ pub fn term_selects(term: &PodAffinityTerm, owner_namespace: &str, candidate: &P
         {
             true
         }
-        Some(_) => listed.iter().any(|n| n == ns),
+        Some(sel) => {
+            static NONE: BTreeMap<String, String> = BTreeMap::new();
+            listed.iter().any(|n| n == ns) || selector_matches(sel, namespaces.get(ns).unwrap_or(&NONE))
+        }
         None if listed.is_empty() => ns == owner_namespace,
         None => listed.iter().any(|n| n == ns),
     };
@@ -53,6 +63,37 @@ pub fn term_selects(term: &PodAffinityTerm, owner_namespace: &str, candidate: &P
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn namespace_selectors_use_namespace_labels() {
+        let term = |extra: serde_json::Value| -> PodAffinityTerm {
+            let mut t = json!({"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "k"});
+            t.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(t).unwrap()
+        };
+        let pod_in = |ns: &str| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": ns, "labels": {"app": "web"}}}))
+                .unwrap()
+        };
+        let namespaces: NamespaceLabels = [
+            ("prod".to_string(), [("env".to_string(), "prod".to_string())].into()),
+            ("dev".to_string(), [("env".to_string(), "dev".to_string())].into()),
+        ]
+        .into();
+        let prod_only = term(json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}}));
+        assert!(term_selects(&prod_only, "dev", &pod_in("prod"), &namespaces));
+        assert!(!term_selects(&prod_only, "prod", &pod_in("dev"), &namespaces));
+        assert!(!term_selects(&prod_only, "prod", &pod_in("unknown"), &namespaces));
+        let listed_too = term(json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}, "namespaces": ["dev"]}));
+        assert!(term_selects(&listed_too, "x", &pod_in("dev"), &namespaces), "listed namespaces add to the selector");
+        let all = term(json!({"namespaceSelector": {}}));
+        assert!(term_selects(&all, "x", &pod_in("unknown"), &namespaces));
+        let own = term(json!({}));
+        assert!(
+            term_selects(&own, "dev", &pod_in("dev"), &namespaces)
+                && !term_selects(&own, "dev", &pod_in("prod"), &namespaces)
+        );
+    }
 
     #[test]
     fn selectors() {

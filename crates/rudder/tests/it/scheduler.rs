@@ -253,6 +253,35 @@ async fn preemption_respects_disruption_budgets() {
     assert!(db.metadata.deletion_timestamp.is_none(), "the guarded pod is not preempted");
 }
 
+/// Pod affinity across namespaces picked by their labels (`namespaceSelector`).
+#[tokio::test]
+async fn affinity_reaches_namespaces_by_label() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let server = TestServer::start_in(dir, &["--disable-controller-manager"]).await;
+    let client = server.client().await;
+    add_node(&client, "n1", "2").await;
+    add_node(&client, "n2", "2").await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "prod", "labels": {"env": "prod"}}})).unwrap();
+    namespaces.create(&PostParams::default(), &ns).await.expect("namespace is created");
+    let prod: Api<Pod> = Api::namespaced(client.clone(), "prod");
+    let anchor: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "db", "labels": {"app": "db"}},
+        "spec": {"nodeName": "n2", "containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap();
+    prod.create(&PostParams::default(), &anchor).await.expect("anchor pod is created");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let affinity = json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"app": "db"}},
+        "namespaceSelector": {"matchLabels": {"env": "prod"}},
+        "topologyKey": "kubernetes.io/hostname"}]}}});
+    create_pod(&pods, "near-db", "100m", affinity).await;
+    assert_eq!(wait_bound(&pods, "near-db").await, "n2");
+}
+
 /// Rough end-to-end throughput: 1000 pods over 100 nodes (`--ignored` to run; prints pods/s).
 #[tokio::test]
 #[ignore = "measurement, not a check"]

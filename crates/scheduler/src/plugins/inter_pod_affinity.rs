@@ -4,7 +4,7 @@
 //! see the `ScorePlugin` impl.
 
 use crate::cache::NodeInfo;
-use crate::framework::{CycleState, FilterPlugin, MAX_NODE_SCORE, PodInfo, ScorePlugin, Status};
+use crate::framework::{CycleState, FilterPlugin, MAX_NODE_SCORE, PodInfo, ScorePlugin, Status, namespace_labels};
 use crate::selectors::term_selects;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use std::collections::HashMap;
@@ -67,6 +67,8 @@ impl FilterPlugin for InterPodAffinity {
     }
 
     fn pre_filter(&self, pod: &PodInfo, nodes: &[&NodeInfo], state: &mut CycleState) {
+        let namespaces = namespace_labels(state);
+        let ns_labels = namespaces.as_ref();
         let affinity = required_affinity(&pod.pod);
         let anti = required_anti_affinity(&pod.pod);
         let own_ns = namespace(&pod.pod);
@@ -79,18 +81,18 @@ impl FilterPlugin for InterPodAffinity {
                 if existing.has_required_anti_affinity {
                     let ens = namespace(&existing.pod);
                     for term in required_anti_affinity(&existing.pod) {
-                        if term_selects(term, ens, &pod.pod) {
+                        if term_selects(term, ens, &pod.pod, ns_labels) {
                             bump(&mut s.existing_anti, node, &term.topology_key);
                         }
                     }
                 }
-                if !affinity.is_empty() && affinity.iter().all(|t| term_selects(t, own_ns, &existing.pod)) {
+                if !affinity.is_empty() && affinity.iter().all(|t| term_selects(t, own_ns, &existing.pod, ns_labels)) {
                     for term in affinity {
                         bump(&mut s.affinity, node, &term.topology_key);
                     }
                 }
                 for term in anti {
-                    if term_selects(term, own_ns, &existing.pod) {
+                    if term_selects(term, own_ns, &existing.pod, ns_labels) {
                         bump(&mut s.anti, node, &term.topology_key);
                     }
                 }
@@ -108,8 +110,12 @@ impl FilterPlugin for InterPodAffinity {
         if !affinity.is_empty() && !affinity.iter().all(|t| has(&s.affinity, node, &t.topology_key)) {
             // The first pod of a group that selects itself may go anywhere the keys exist.
             let own_ns = namespace(&pod.pod);
+            let namespaces = namespace_labels(state);
+            let ns_labels = namespaces.as_ref();
             let first_of_group = s.affinity.is_empty()
-                && affinity.iter().all(|t| term_selects(t, own_ns, &pod.pod) && node.label(&t.topology_key).is_some());
+                && affinity
+                    .iter()
+                    .all(|t| term_selects(t, own_ns, &pod.pod, ns_labels) && node.label(&t.topology_key).is_some());
             if !first_of_group {
                 return Err(Status::unresolvable(NAME, REASON_AFFINITY));
             }
@@ -170,6 +176,8 @@ impl ScorePlugin for InterPodAffinity {
     }
 
     fn pre_score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], state: &mut CycleState) {
+        let namespaces = namespace_labels(state);
+        let ns_labels = namespaces.as_ref();
         let affinity = preferred_affinity(&pod.pod);
         let anti = preferred_anti_affinity(&pod.pod);
         let own_ns = namespace(&pod.pod);
@@ -181,12 +189,12 @@ impl ScorePlugin for InterPodAffinity {
             }
             for existing in node.pods.values() {
                 for w in affinity {
-                    if term_selects(&w.pod_affinity_term, own_ns, &existing.pod) {
+                    if term_selects(&w.pod_affinity_term, own_ns, &existing.pod, ns_labels) {
                         add_weight(&mut s.domains, node, &w.pod_affinity_term.topology_key, i64::from(w.weight));
                     }
                 }
                 for w in anti {
-                    if term_selects(&w.pod_affinity_term, own_ns, &existing.pod) {
+                    if term_selects(&w.pod_affinity_term, own_ns, &existing.pod, ns_labels) {
                         add_weight(&mut s.domains, node, &w.pod_affinity_term.topology_key, -i64::from(w.weight));
                     }
                 }
@@ -195,17 +203,17 @@ impl ScorePlugin for InterPodAffinity {
                 }
                 let ens = namespace(&existing.pod);
                 for term in required_affinity(&existing.pod) {
-                    if term_selects(term, ens, &pod.pod) {
+                    if term_selects(term, ens, &pod.pod, ns_labels) {
                         add_weight(&mut s.domains, node, &term.topology_key, HARD_POD_AFFINITY_WEIGHT);
                     }
                 }
                 for w in preferred_affinity(&existing.pod) {
-                    if term_selects(&w.pod_affinity_term, ens, &pod.pod) {
+                    if term_selects(&w.pod_affinity_term, ens, &pod.pod, ns_labels) {
                         add_weight(&mut s.domains, node, &w.pod_affinity_term.topology_key, i64::from(w.weight));
                     }
                 }
                 for w in preferred_anti_affinity(&existing.pod) {
-                    if term_selects(&w.pod_affinity_term, ens, &pod.pod) {
+                    if term_selects(&w.pod_affinity_term, ens, &pod.pod, ns_labels) {
                         add_weight(&mut s.domains, node, &w.pod_affinity_term.topology_key, -i64::from(w.weight));
                     }
                 }

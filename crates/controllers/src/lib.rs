@@ -42,6 +42,9 @@ pub struct Options {
     /// The cluster's pod network, cut into a block per node by the node IPAM controller;
     /// `None` is [`nodeipam::DEFAULT_CLUSTER_CIDR`].
     pub cluster_cidr: Option<String>,
+    /// Terminated pods the pod garbage collector keeps at most (0: all); `None` is upstream's
+    /// 12500.
+    pub terminated_pod_gc_threshold: Option<usize>,
 }
 
 /// Runs every controller while this process holds the `kube-system/kube-controller-manager`
@@ -89,7 +92,11 @@ fn node_lifecycle_config(options: &Options) -> nodelifecycle::Config {
 }
 
 fn pod_gc_config(options: &Options) -> podgc::Config {
-    podgc::Config::for_grace_period(grace_period(options))
+    let mut config = podgc::Config::for_grace_period(grace_period(options));
+    if let Some(threshold) = options.terminated_pod_gc_threshold {
+        config.terminated_threshold = threshold;
+    }
+    config
 }
 
 fn node_ipam_config(options: &Options) -> nodeipam::Config {

@@ -95,6 +95,10 @@ struct ServerArgs {
     /// Unknown and tainted unreachable (upstream's --node-monitor-grace-period, 50 s since 1.32).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     node_monitor_grace_period_seconds: u64,
+    /// Terminated pods (Succeeded or Failed) kept before the oldest are deleted; 0 keeps them all
+    /// (upstream's --terminated-pod-gc-threshold).
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
     /// The cluster's pod network; each node gets a /24 of it for its pods.
     #[arg(long, default_value = rudder_controllers::nodeipam::DEFAULT_CLUSTER_CIDR)]
     cluster_cidr: String,
@@ -192,6 +196,7 @@ async fn start_components(
             root_ca_pem: ca.and_then(|p| std::fs::read_to_string(p).ok()),
             node_monitor_grace_period: Some(Duration::from_secs(args.node_monitor_grace_period_seconds)),
             cluster_cidr: Some(args.cluster_cidr.clone()),
+            terminated_pod_gc_threshold: Some(args.terminated_pod_gc_threshold),
         };
         tasks.push(tokio::spawn(
             async move { report("controller manager")(rudder_controllers::run(c, options, s).await) },

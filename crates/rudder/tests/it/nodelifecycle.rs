@@ -266,3 +266,37 @@ async fn pods_of_deleted_nodes_are_collected_and_pods_get_default_tolerations() 
     .await;
     assert!(pods.get_opt("unbound").await.unwrap().is_some(), "unbound pods are not orphans");
 }
+
+/// `--terminated-pod-gc-threshold`: the pod garbage collector keeps at most that many finished
+/// pods.
+#[tokio::test]
+async fn terminated_pods_over_the_threshold_are_collected() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let server = TestServer::start_in(
+        dir,
+        &["--disable-scheduler", "--terminated-pod-gc-threshold", "2", "--node-monitor-grace-period-seconds", "2"],
+    )
+    .await;
+    let client = server.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for i in 0..4 {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("done-{i}")},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.expect("pod is created");
+        let status = json!({"status": {"phase": "Succeeded"}});
+        pods.patch_status(&format!("done-{i}"), &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .expect("finished");
+    }
+    let left = eventually(Duration::from_secs(30), "two finished pods left", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        (list.items.len() == 2).then_some(list.items)
+    })
+    .await;
+    assert!(left.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pods.list(&ListParams::default()).await.unwrap().items.len(), 2, "the threshold's pods stay");
+}

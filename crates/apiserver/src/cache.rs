@@ -22,8 +22,9 @@ use tokio::sync::broadcast;
 
 /// How many recent events the cache keeps for watches that start in the past.
 const EVENT_WINDOW: usize = 20_000;
-/// How many events a watcher may fall behind before it is ended.
-const WATCHER_BUFFER: usize = 16_384;
+/// How many events of its resource a watcher may fall behind before it is ended (it then
+/// resumes from its last revision, out of the window).
+const WATCHER_BUFFER: usize = 8_192;
 
 /// One object as the cache holds it.
 #[derive(Debug)]
@@ -144,7 +145,20 @@ struct State {
     events: VecDeque<Arc<CacheEvent>>,
     /// Every event after this revision is in `events`.
     horizon: u64,
-    sender: broadcast::Sender<Arc<CacheEvent>>,
+    /// Live events of one resource (the key segment after `/registry/`), for its watchers
+    /// only: an event wakes the watchers of its resource, not every watcher of the server.
+    /// Made when the resource is first watched.
+    senders: HashMap<Arc<str>, broadcast::Sender<Arc<CacheEvent>>>,
+    /// Live events of every resource, for watches whose prefix names no single resource.
+    everything: Option<broadcast::Sender<Arc<CacheEvent>>>,
+}
+
+/// The resource segment of a key or key prefix (`pods` of `/registry/pods/ns/name`), when the
+/// prefix goes that far.
+fn segment(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("/registry/")?;
+    let (segment, _) = rest.split_once('/')?;
+    (!segment.is_empty()).then_some(segment)
 }
 
 /// A page of a cached list.
@@ -210,7 +224,6 @@ fn storage_resources() -> HashMap<&'static str, &'static Resource> {
 impl WatchCache {
     /// Lists the whole store, then follows it from that revision.
     pub async fn start(store: Arc<dyn Storage>) -> rudder_store::Result<Arc<WatchCache>> {
-        let (sender, _) = broadcast::channel(WATCHER_BUFFER);
         let (progress, _) = tokio::sync::watch::channel(0);
         let cache = Arc::new(WatchCache {
             state: RwLock::new(State {
@@ -218,7 +231,8 @@ impl WatchCache {
                 objects: BTreeMap::new(),
                 events: VecDeque::new(),
                 horizon: 0,
-                sender,
+                senders: HashMap::new(),
+                everything: None,
             }),
             progress,
             by_storage: storage_resources(),
@@ -299,8 +313,9 @@ impl WatchCache {
         st.events.clear();
         st.revision = list.revision;
         st.horizon = list.revision;
-        let (sender, _) = broadcast::channel(WATCHER_BUFFER);
-        st.sender = sender;
+        // Dropping the senders ends every current watcher.
+        st.senders.clear();
+        st.everything = None;
         drop(st);
         self.progress.send_replace(list.revision);
         Ok(list.revision)
@@ -326,7 +341,12 @@ impl WatchCache {
             }
         }
         st.revision = ev.kv.mod_revision;
-        let _ = st.sender.send(event);
+        if let Some(sender) = segment(&ev.kv.key).and_then(|s| st.senders.get(s)) {
+            let _ = sender.send(event.clone());
+        }
+        if let Some(sender) = &st.everything {
+            let _ = sender.send(event);
+        }
         drop(st);
         self.progress.send_replace(ev.kv.mod_revision);
     }
@@ -376,8 +396,29 @@ impl WatchCache {
 
     /// Registers a watch.
     pub fn watch(&self, filter: &Filter, start: WatchStart) -> Result<CacheWatch, WatchError> {
-        let st = self.state.read();
-        let receiver = st.sender.subscribe();
+        let resource = segment(&filter.prefix);
+        // The subscription and the snapshot below happen under one read lock, so no event falls
+        // between them. The resource's channel is made first if it has none yet.
+        let (st, receiver) = loop {
+            let st = self.state.read();
+            let sender = match resource {
+                Some(r) => st.senders.get(r),
+                None => st.everything.as_ref(),
+            };
+            if let Some(receiver) = sender.map(broadcast::Sender::subscribe) {
+                break (st, receiver);
+            }
+            drop(st);
+            let mut st = self.state.write();
+            match resource {
+                Some(r) => {
+                    st.senders.entry(Arc::from(r)).or_insert_with(|| broadcast::channel(WATCHER_BUFFER).0);
+                }
+                None => {
+                    st.everything.get_or_insert_with(|| broadcast::channel(WATCHER_BUFFER).0);
+                }
+            }
+        };
         match start {
             WatchStart::NowWithInitial => {
                 let initial = st
@@ -458,6 +499,34 @@ mod tests {
 
         let paged = cache.list(&Filter { prefix: "/registry/configmaps/".into(), ..Default::default() }, None, 2);
         assert_eq!((paged.items.len(), paged.more, paged.remaining), (2, true, 1));
+    }
+
+    #[tokio::test]
+    async fn live_events_reach_the_watchers_of_their_resource() {
+        let store = rudder_store::memory();
+        let cache = WatchCache::start(store.clone()).await.unwrap();
+        let watch = |prefix: &str| {
+            let filter = Filter { prefix: prefix.into(), ..Default::default() };
+            let Ok(w) = cache.watch(&filter, WatchStart::NowWithInitial) else { panic!("now always works") };
+            w.receiver
+        };
+        let (mut configmaps, mut one_namespace, mut secrets, mut everything) = (
+            watch("/registry/configmaps/"),
+            watch("/registry/configmaps/default/"),
+            watch("/registry/secrets/"),
+            watch("/registry/"),
+        );
+        let a = store.create("/registry/configmaps/default/a", cm("a", serde_json::json!({}))).await.unwrap();
+        let s = store.create("/registry/secrets/default/s", cm("s", serde_json::json!({}))).await.unwrap();
+        settle(&cache, &*store).await;
+        let next = |rx: &mut broadcast::Receiver<Arc<CacheEvent>>| rx.try_recv().map(|e| e.revision()).ok();
+        assert_eq!((next(&mut configmaps), next(&mut configmaps)), (Some(a.mod_revision), None));
+        assert_eq!((next(&mut one_namespace), next(&mut one_namespace)), (Some(a.mod_revision), None));
+        assert_eq!((next(&mut secrets), next(&mut secrets)), (Some(s.mod_revision), None));
+        assert_eq!(
+            (next(&mut everything), next(&mut everything), next(&mut everything)),
+            (Some(a.mod_revision), Some(s.mod_revision), None)
+        );
     }
 
     #[tokio::test]

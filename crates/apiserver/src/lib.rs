@@ -17,6 +17,7 @@ pub mod decode;
 pub mod handlers;
 pub mod jwt;
 pub mod kubernetes_service;
+pub mod local;
 pub mod negotiate;
 pub mod object;
 pub mod openapi;
@@ -87,12 +88,19 @@ pub struct Running {
     /// The admin bearer token.
     pub admin_token: String,
     shutdown: watch::Sender<bool>,
+    api: Arc<server::ApiServer>,
     serving: tokio::task::JoinHandle<()>,
     compactor: tokio::task::JoinHandle<()>,
     repair: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
+    /// A client transport for this process's own components, as the admin kubeconfig's user,
+    /// without TLS or a socket: `kube::Client::new(running.local_service(), "default")`.
+    pub fn local_service(&self) -> local::LocalService {
+        local::LocalService::new(self.api.clone())
+    }
+
     /// Stops accepting, ends watches, drains open requests and returns.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -197,6 +205,7 @@ pub async fn start(config: Config) -> Result<Running> {
         kubeconfig,
         admin_token: pki.admin_token,
         shutdown: shutdown_tx,
+        api,
         serving,
         compactor,
         repair,

@@ -52,15 +52,43 @@ pub fn from_kv(kv: &KeyValue) -> ApiResult<Value> {
 /// Encodes an object for the store (without `resourceVersion`, which the store assigns).
 pub fn to_bytes(obj: &Value) -> Bytes {
     let server_set = |m: &Map<String, Value>| m.contains_key("resourceVersion") || m.contains_key("selfLink");
-    if obj.get("metadata").and_then(Value::as_object).is_some_and(server_set) {
-        let mut obj = obj.clone();
-        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-            m.remove("selfLink");
+    match obj {
+        Value::Object(top) if top.get("metadata").and_then(Value::as_object).is_some_and(server_set) => {
+            // Encoded as is, with those two metadata fields skipped (no copy of the object).
+            let mut buf = serde_json::to_vec(&WithoutServerSet(top)).expect("JSON values always encode");
+            buf.shrink_to_fit();
+            Bytes::from(buf)
         }
-        return compact_json(&obj);
+        _ => compact_json(obj),
     }
-    compact_json(obj)
+}
+
+/// An object whose `metadata` is encoded without `resourceVersion` and `selfLink`.
+struct WithoutServerSet<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for WithoutServerSet<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Meta<'a>(&'a Map<String, Value>);
+        impl serde::Serialize for Meta<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let kept = |k: &&String| k.as_str() != "resourceVersion" && k.as_str() != "selfLink";
+                let mut map = serializer.serialize_map(Some(self.0.keys().filter(kept).count()))?;
+                for (k, v) in self.0.iter().filter(|(k, _)| kept(k)) {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            match v {
+                Value::Object(meta) if k == "metadata" => map.serialize_entry(k, &Meta(meta))?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
 }
 
 /// Encodes JSON into a buffer of exactly its length: stored and cached objects live long,
@@ -218,6 +246,11 @@ mod tests {
             expected["metadata"]["resourceVersion"] = json!("42");
             assert_eq!(spliced, expected);
         }
+        let with_server_set = json!({"kind": "X", "metadata": {"name": "a", "resourceVersion": "7", "selfLink": "/x", "uid": "u"}, "spec": {}});
+        let stored: Value = serde_json::from_slice(&to_bytes(&with_server_set)).unwrap();
+        assert_eq!(stored, json!({"kind": "X", "metadata": {"name": "a", "uid": "u"}, "spec": {}}));
+        let only_rv = json!({"metadata": {"resourceVersion": "7"}});
+        assert_eq!(&to_bytes(&only_rv)[..], br#"{"metadata":{}}"#);
         assert_eq!(metadata_object_start(br#"{"kind":"X"}"#), None);
         assert_eq!(metadata_object_start(br#"{"metadata":"text"}"#), None);
         assert_eq!(metadata_object_start(b"not json"), None);

@@ -52,7 +52,7 @@ pub struct ConnInfo {
 /// The request handler the server calls for every request.
 pub type Handler = Arc<
     dyn Fn(
-            http::Request<hyper::body::Incoming>,
+            http::Request<axum::body::Body>,
             Arc<ConnInfo>,
         ) -> std::pin::Pin<Box<dyn std::future::Future<Output = http::Response<axum::body::Body>> + Send>>
         + Send
@@ -109,7 +109,7 @@ pub async fn serve(
                         .and_then(|c| Authenticator::user_from_certificate(c.as_ref()));
                     let conn = Arc::new(ConnInfo { cert_user });
                     let svc = hyper::service::service_fn(move |req| {
-                        let fut = handler(req, conn.clone());
+                        let fut = handler(req.map(axum::body::Body::new), conn.clone());
                         async move { Ok::<_, std::convert::Infallible>(fut.await) }
                     });
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);

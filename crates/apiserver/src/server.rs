@@ -52,8 +52,9 @@ pub struct Ctx {
     pub user: User,
     /// Request headers.
     pub headers: http::HeaderMap,
-    /// The body, not yet read.
-    pub body: Option<hyper::body::Incoming>,
+    /// The body, not yet read (a connection's, or an in-process client's). In a mutex only so
+    /// that a `Ctx` can be shared across awaits (bodies are `Send`, not `Sync`).
+    pub body: Option<std::sync::Mutex<Body>>,
     /// Warnings for the client, sent as `Warning` headers with the response.
     pub warnings: Vec<String>,
     /// The raw query string (for options the generic [`Query`] does not read).
@@ -66,13 +67,14 @@ impl Ctx {
     /// Reads the whole body, refusing more than [`MAX_BODY`] (what is left of a refused body
     /// stays for [`drain`]).
     pub async fn body_bytes(&mut self) -> ApiResult<Bytes> {
-        let Some(mut body) = self.body.take() else { return Ok(Bytes::new()) };
+        let Some(body) = self.body.take() else { return Ok(Bytes::new()) };
+        let mut body = body.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut buf = bytes::BytesMut::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > MAX_BODY {
-                    self.body = Some(body);
+                    self.body = Some(std::sync::Mutex::new(body));
                     return Err(ApiError::too_large(MAX_BODY));
                 }
                 buf.extend_from_slice(&data);
@@ -140,7 +142,7 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 /// oversized body), within [`DRAIN_LIMIT`] and [`DRAIN_TIME`]. Closing a connection with
 /// unread data makes the kernel reset it, and the client would lose the answer; a drained
 /// HTTP/1.1 connection also stays usable for the next request.
-async fn drain(mut body: hyper::body::Incoming) {
+async fn drain(mut body: Body) {
     let mut seen = 0usize;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         while let Some(Ok(frame)) = body.frame().await {
@@ -186,7 +188,7 @@ fn text_response(code: u16, text: String) -> Response<Body> {
 
 impl ApiServer {
     /// Handles one request; never panics outward (a panic becomes a 500 Status).
-    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, req: Request<Body>, conn: Arc<ConnInfo>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let fut = std::panic::AssertUnwindSafe(self.clone().dispatch(req, conn)).catch_unwind();
@@ -225,11 +227,7 @@ impl ApiServer {
         conn.cert_user.clone()
     }
 
-    async fn dispatch(
-        self: Arc<Self>,
-        req: Request<hyper::body::Incoming>,
-        conn: Arc<ConnInfo>,
-    ) -> ApiResult<Response<Body>> {
+    async fn dispatch(self: Arc<Self>, req: Request<Body>, conn: Arc<ConnInfo>) -> ApiResult<Response<Body>> {
         let (parts, body) = req.into_parts();
         let mut unread = Some(body);
         let result = self.serve_request(parts, &mut unread, &conn).await;
@@ -244,7 +242,7 @@ impl ApiServer {
     async fn serve_request(
         &self,
         mut parts: http::request::Parts,
-        body: &mut Option<hyper::body::Incoming>,
+        body: &mut Option<Body>,
         conn: &ConnInfo,
     ) -> ApiResult<Response<Body>> {
         let query = Query::parse(parts.uri.query())?;
@@ -277,8 +275,15 @@ impl ApiServer {
         };
         let raw_query = parts.uri.query().map(str::to_string);
         let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-        let mut ctx =
-            Ctx { query, user, headers: parts.headers, body: body.take(), warnings: Vec::new(), raw_query, upgrade };
+        let mut ctx = Ctx {
+            query,
+            user,
+            headers: parts.headers,
+            body: body.take().map(std::sync::Mutex::new),
+            warnings: Vec::new(),
+            raw_query,
+            upgrade,
+        };
         let result = match route {
             Route::Health(_) | Route::Version | Route::CaCerts => unreachable!("answered before authentication"),
             Route::LegacyRoot | Route::GroupsRoot if !read_only => Err(ApiError::method_not_allowed()),
@@ -296,7 +301,7 @@ impl ApiServer {
             Route::GroupVersion(g, v) => document(handlers::discovery::group_version(&g, &v)),
             Route::Resource(r) => handlers::handle(self, r, &mut ctx).await,
         };
-        *body = ctx.body.take();
+        *body = ctx.body.take().map(|b| b.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()));
         result.map(|mut resp| {
             for w in &ctx.warnings {
                 if let Ok(v) = HeaderValue::from_str(&crate::decode::warning_header(w)) {

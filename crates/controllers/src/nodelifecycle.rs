@@ -627,7 +627,8 @@ impl Monitor {
             .iter()
             .filter_map(|l| Some((l.name_any(), l.spec.as_ref()?.renew_time.as_ref()?.0)))
             .collect();
-        let mut current: Vec<Node> = Vec::new();
+        // The informer's nodes as they are; a node is copied only when its status is rewritten.
+        let mut current: Vec<std::sync::Arc<Node>> = Vec::new();
         let names: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
         self.health.retain(|name, _| names.contains(name));
         for node in nodes.state() {
@@ -635,14 +636,15 @@ impl Monitor {
             let created = node.metadata.creation_timestamp.as_ref().map(|t| t.0);
             let h =
                 observe(self.health.get(&name), condition(&node, "Ready"), renewals.get(&name).copied(), created, now);
-            let mut node = (*node).clone();
+            let mut node = node;
             if is_stale(&h, &self.config, now) {
                 let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
                 if let Some(updated) = unknown_conditions(&conditions, node.metadata.creation_timestamp.as_ref(), now) {
                     tracing::info!(node = %name, "node stopped posting status; marking its conditions Unknown");
-                    node.status.get_or_insert_with(Default::default).conditions = Some(updated);
-                    match self.write_status(&node).await {
-                        Ok(n) => node = n,
+                    let mut marked = (*node).clone();
+                    marked.status.get_or_insert_with(Default::default).conditions = Some(updated);
+                    match self.write_status(&marked).await {
+                        Ok(n) => node = std::sync::Arc::new(n),
                         Err(e) => {
                             tracing::debug!(node = %name, error = %e, "marking node Unknown");
                             self.health.insert(name, h);
@@ -678,7 +680,7 @@ impl Monitor {
 
     /// Upstream's `MarkPodsNotReady`, level-triggered: every pod on a node that is not ready
     /// whose `Ready` condition is still `True` gets `Ready=False` and a `NodeNotReady` event.
-    async fn mark_pods_not_ready(&self, nodes: &[Node], pods: &Store<Pod>) {
+    async fn mark_pods_not_ready(&self, nodes: &[std::sync::Arc<Node>], pods: &Store<Pod>) {
         let unready: HashSet<String> = nodes.iter().filter(|n| !is_ready(n)).map(|n| n.name_any()).collect();
         if unready.is_empty() {
             return;
@@ -711,7 +713,7 @@ impl Monitor {
         }
     }
 
-    async fn taint_pass(&mut self, nodes: &[Node]) {
+    async fn taint_pass(&mut self, nodes: &[std::sync::Arc<Node>]) {
         // Zone states from the nodes' Ready conditions.
         let mut zones: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for node in nodes {

@@ -8,13 +8,12 @@ use crate::pod::{self, Decision, KILLED_EXIT_CODE, Seen};
 use crate::timers::{Timers, advance, backoff, spread};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use parking_lot::Mutex;
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +33,8 @@ enum Key {
 /// One simulated node.
 pub(crate) struct SimNode {
     pub(crate) id: Identity,
+    /// What this node reports, apart from heartbeat and transition times.
+    reported: node::Essence,
     pub(crate) stopped_by_api: AtomicBool,
     state: Mutex<NodeState>,
 }
@@ -44,7 +45,11 @@ struct NodeState {
     gone: bool,
     uid: Option<String>,
     stopped_by_annotation: bool,
-    observed_status: Option<Value>,
+    /// The node's status as last seen from the API.
+    observed_status: Option<NodeStatus>,
+    /// Whether that status already says what this node reports (heartbeat and transition
+    /// times aside), so the periodic check needs no write until the report is due.
+    status_matches: bool,
     last_report: Option<Instant>,
     lease_due: Instant,
     status_due: Instant,
@@ -99,6 +104,7 @@ impl Engine {
                 };
                 let phase = spread(i, options.count, options.heartbeat_interval);
                 SimNode {
+                    reported: node::Essence::reported(&id, &options.capacity),
                     id,
                     stopped_by_api: AtomicBool::new(false),
                     state: Mutex::new(NodeState {
@@ -107,6 +113,7 @@ impl Engine {
                         uid: None,
                         stopped_by_annotation: false,
                         observed_status: None,
+                        status_matches: false,
                         last_report: None,
                         lease_due: start + phase,
                         status_due: start + phase,
@@ -311,8 +318,7 @@ impl Engine {
 
     /// Takes in the API's view of node `i`.
     fn observe_node(&self, i: usize, node: &Node, registering: bool) {
-        let value = serde_json::to_value(node).unwrap_or(Value::Null);
-        let stopped = node::heartbeat_stopped(&value);
+        let stopped = node::heartbeat_stopped_in(node.metadata.annotations.as_ref());
         let mut resumed = false;
         {
             let mut st = self.nodes[i].state.lock();
@@ -328,7 +334,8 @@ impl Engine {
             {
                 st.alloc = IpAllocator::new(cidr);
             }
-            st.observed_status = value.get("status").cloned();
+            st.status_matches = node.status.as_ref().is_some_and(|s| node::Essence::of(s) == self.nodes[i].reported);
+            st.observed_status = node.status.clone();
             let was_stopped = std::mem::replace(&mut st.stopped_by_annotation, stopped);
             if (was_stopped && !stopped) || was_gone {
                 resumed = !self.nodes[i].stopped_by_api.load(Ordering::Relaxed);
@@ -389,26 +396,30 @@ impl Engine {
 
     async fn report_status(&self, i: usize) {
         let interval = self.options.heartbeat_interval;
-        let (observed, last_report, due) = {
+        let (matches, last_report, due) = {
             let mut st = self.nodes[i].state.lock();
             if !st.registered || st.gone {
                 return;
             }
             let due = advance(st.status_due, interval, Instant::now());
             st.status_due = due;
-            (st.observed_status.clone(), st.last_report, due)
+            (st.status_matches, st.last_report, due)
         };
         if self.stopped(i) {
             self.schedule(Key::Status(i), due);
             return;
         }
-        let id = &self.nodes[i].id;
-        let desired = node::desired_status(id, self.capacity(), observed.as_ref(), chrono::Utc::now());
         let stale = last_report.is_none_or(|t| t.elapsed() >= self.options.status_report_interval);
-        if !stale && !node::status_changed(observed.as_ref(), &desired) {
+        if !stale && matches {
             self.schedule(Key::Status(i), due);
             return;
         }
+        let id = &self.nodes[i].id;
+        let observed = {
+            let st = self.nodes[i].state.lock();
+            st.observed_status.as_ref().and_then(|s| serde_json::to_value(s).ok())
+        };
+        let desired = node::desired_status(id, self.capacity(), observed.as_ref(), chrono::Utc::now());
         let _permit = self.writes.acquire().await;
         let patch = serde_json::json!({"status": desired});
         match self.nodes_api().patch_status(&id.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {

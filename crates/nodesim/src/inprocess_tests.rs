@@ -80,3 +80,72 @@ async fn the_handle_stops_and_resumes_heartbeats() {
     assert!(asked.elapsed() < Duration::from_secs(2));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_run_over_the_servers_in_process_transport() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = rudder_apiserver::Config::new(dir.path().to_path_buf());
+    config.https_port = 0;
+    let server = rudder_apiserver::start(config).await.expect("the API server starts");
+    let local = kube::Client::new(server.local_service(), "default");
+    let remote = client(&server.kubeconfig).await;
+
+    // The in-process client is an ordinary API client: errors, writes, reads and watches.
+    let maps: Api<ConfigMap> = Api::default_namespaced(local.clone());
+    match maps.get("missing").await {
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (404, "NotFound")),
+        other => panic!("a missing object is a 404: {other:?}"),
+    }
+    let watch = watcher::watcher(maps.clone(), watcher::Config::default()).default_backoff().applied_objects();
+    let mut watch = Box::pin(watch);
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "m"}, "data": {"k": "v"}}))
+        .expect("a ConfigMap");
+    let created = maps.create(&Default::default(), &cm).await.expect("create in process");
+    let seen = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut watch))
+        .await
+        .expect("the watch delivers")
+        .expect("an event")
+        .expect("no error");
+    assert_eq!(seen.metadata.uid, created.metadata.uid);
+    let patch = serde_json::json!({"data": {"k": "w"}});
+    let patched = maps
+        .patch("m", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .expect("patch in process");
+    let over_tls = Api::<ConfigMap>::default_namespaced(remote.clone()).get("m").await.expect("get over TLS");
+    assert_eq!(over_tls.metadata.resource_version, patched.metadata.resource_version);
+    assert_eq!(over_tls.data.and_then(|d| d.get("k").cloned()).as_deref(), Some("w"));
+
+    // Simulated nodes driven through it register, report Ready and renew their Leases.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let options =
+        Options { name_prefix: "l".into(), heartbeat_interval: Duration::from_millis(300), ..Options::new(2) };
+    let sim = start(local, options, stopped).expect("the engine starts");
+    let nodes: Api<Node> = Api::all(remote.clone());
+    until(Duration::from_secs(10), "both nodes Ready", || async {
+        let list = nodes.list(&Default::default()).await.expect("list").items;
+        let ready = list
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        (ready == 2).then_some(())
+    })
+    .await;
+    let leases: Api<Lease> = Api::namespaced(remote, "kube-node-lease");
+    let first = until(Duration::from_secs(5), "l-1's lease", || renew_time(&leases, "l-1")).await;
+    until(Duration::from_secs(5), "l-1 renewing", || async {
+        renew_time(&leases, "l-1").await.filter(|t| *t != first)
+    })
+    .await;
+    stop.send(true).expect("the engine listens");
+    tokio::time::timeout(Duration::from_secs(2), sim.wait()).await.expect("the engine stops promptly");
+    server.shutdown().await;
+}

@@ -3,7 +3,10 @@
 
 use crate::net::PodCidr;
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus, NodeSystemInfo};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// Namespace of node Leases.
@@ -218,6 +221,52 @@ pub fn status_changed(observed: Option<&Value>, desired: &Value) -> bool {
     }
 }
 
+/// The parts of a node status that count as a change ([`status_changed`]), typed: what a node
+/// reports is computed once, and each status the API shows is compared with it without
+/// building the node's status anew.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Essence {
+    /// `(type, status, reason)` of the kubelet's conditions, sorted by type.
+    conditions: Vec<(String, String, Option<String>)>,
+    capacity: Option<BTreeMap<String, Quantity>>,
+    allocatable: Option<BTreeMap<String, Quantity>>,
+    addresses: Option<Vec<NodeAddress>>,
+    node_info: Option<NodeSystemInfo>,
+}
+
+impl Essence {
+    /// The essence of `status`.
+    pub fn of(status: &NodeStatus) -> Essence {
+        let mut conditions: Vec<(String, String, Option<String>)> = status
+            .conditions
+            .iter()
+            .flatten()
+            .filter(|c| CONDITION_TYPES.contains(&c.type_.as_str()))
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect();
+        conditions.sort_by(|a, b| a.0.cmp(&b.0));
+        Essence {
+            conditions,
+            capacity: status.capacity.clone(),
+            allocatable: status.allocatable.clone(),
+            addresses: status.addresses.clone(),
+            node_info: status.node_info.clone(),
+        }
+    }
+
+    /// The essence of what node `id` reports ([`desired_status`] at any time).
+    pub fn reported(id: &Identity, capacity: &Capacity) -> Essence {
+        let status = desired_status(id, capacity, None, DateTime::<Utc>::UNIX_EPOCH);
+        let status: NodeStatus = serde_json::from_value(status).expect("the reported status is a NodeStatus");
+        Essence::of(&status)
+    }
+}
+
+/// Whether the node's annotations ask for its heartbeat to stop (typed [`heartbeat_stopped`]).
+pub fn heartbeat_stopped_in(annotations: Option<&BTreeMap<String, String>>) -> bool {
+    annotations.and_then(|a| a.get(HEARTBEAT_ANNOTATION)).is_some_and(|v| v.eq_ignore_ascii_case("stopped"))
+}
+
 /// A new Node object.
 pub fn node_object(id: &Identity, capacity: &Capacity, now: DateTime<Utc>) -> Value {
     json!({
@@ -327,6 +376,39 @@ mod tests {
         assert_eq!(later["conditions"][3]["lastHeartbeatTime"], "2026-01-02T03:05:05Z");
         assert!(!status_changed(Some(&first), &later));
         assert!(status_changed(None, &later));
+    }
+
+    #[test]
+    fn the_typed_essence_agrees_with_status_changed() {
+        let reported = Essence::reported(&id(), &Capacity::default());
+        let first = desired_status(&id(), &Capacity::default(), None, at("2026-01-02T03:04:05Z"));
+        let typed = |v: &Value| Essence::of(&serde_json::from_value::<NodeStatus>(v.clone()).unwrap());
+        assert_eq!(typed(&first), reported, "heartbeat and transition times do not count");
+        let mut unknown = first.clone();
+        unknown["conditions"][3]["status"] = json!("Unknown");
+        assert!(status_changed(Some(&unknown), &first));
+        assert_ne!(typed(&unknown), reported);
+        let mut reordered = first.clone();
+        reordered["conditions"].as_array_mut().unwrap().reverse();
+        assert!(!status_changed(Some(&reordered), &first));
+        assert_eq!(typed(&reordered), reported);
+        let mut other_capacity = first.clone();
+        other_capacity["capacity"]["cpu"] = json!("8");
+        assert!(status_changed(Some(&other_capacity), &first));
+        assert_ne!(typed(&other_capacity), reported);
+        let mut extra = first.clone();
+        extra["conditions"].as_array_mut().unwrap().push(json!({"type": "Ready", "status": "True"}));
+        assert!(status_changed(Some(&extra), &first));
+        assert_ne!(typed(&extra), reported);
+        let mut foreign = first.clone();
+        foreign["conditions"].as_array_mut().unwrap().push(json!({"type": "NetworkUnavailable", "status": "False"}));
+        assert!(!status_changed(Some(&foreign), &first));
+        assert_eq!(typed(&foreign), reported);
+        let mut other_boot = first;
+        other_boot["nodeInfo"]["bootID"] = json!("another");
+        assert_ne!(typed(&other_boot), reported);
+        assert!(heartbeat_stopped_in(Some(&BTreeMap::from([(HEARTBEAT_ANNOTATION.into(), "Stopped".into())]))));
+        assert!(!heartbeat_stopped_in(None));
     }
 
     #[test]

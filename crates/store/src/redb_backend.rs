@@ -40,6 +40,12 @@ const CHECKPOINT_BYTES: u64 = 64 << 20;
 const WAL_CHUNK: u64 = 4 << 20;
 /// Longest time between checkpoints while writes keep coming.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
+/// How long the applier gathers durable batches into one redb transaction. Batches are in the
+/// log already and reads come from memory, so this only delays the file, which a checkpoint or
+/// compaction waits for anyway; one transaction per gathering costs far less than one per batch.
+const APPLY_GATHER: Duration = Duration::from_millis(50);
+/// Most records written in one gathered transaction.
+const APPLY_MAX_RECORDS: usize = 8192;
 
 fn backend<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Backend(format!("{what}: {e}"))
@@ -220,9 +226,34 @@ impl RedbPersist {
         let handle = std::thread::Builder::new()
             .name("store-applier".into())
             .spawn(move || {
-                for job in rx {
+                let mut next = None;
+                loop {
+                    let job = match next.take() {
+                        Some(job) => job,
+                        None => match rx.recv() {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        },
+                    };
                     match job {
-                        Job::Write(records, revision) => {
+                        Job::Write(mut records, mut revision) => {
+                            // Later batches join this transaction, in order, until the gathering
+                            // time is up or another kind of job arrives (it runs right after).
+                            let until = Instant::now() + APPLY_GATHER;
+                            while records.len() < APPLY_MAX_RECORDS {
+                                let wait = until.saturating_duration_since(Instant::now());
+                                match rx.recv_timeout(wait) {
+                                    Ok(Job::Write(more, rev)) => {
+                                        records.extend(more);
+                                        revision = rev;
+                                    }
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
                             if let Err(e) = write_to_db(&apply_db, &records, revision, Durability::None) {
                                 apply_failed.lock().get_or_insert(e);
                             }

@@ -135,9 +135,11 @@ where
             outcome = Some(prepared);
             return Ok(Update::Unchanged);
         }
-        let stored = to_storage(res, prepared.clone())?;
+        let stored =
+            if res.api_version() == res.storage_version { None } else { Some(to_storage(res, prepared.clone())?) };
+        let bytes = (!dry_run).then(|| to_bytes(stored.as_ref().unwrap_or(&prepared)));
         outcome = Some(prepared);
-        if dry_run { Ok(Update::Unchanged) } else { Ok(Update::Write(to_bytes(&stored))) }
+        Ok(bytes.map_or(Update::Unchanged, Update::Write))
     })
     .await;
     let kv = match result {
@@ -146,10 +148,23 @@ where
         Err(UpdateError::Aborted(e)) => return Err(e),
         Err(UpdateError::Store(e)) => return Err(ApiError::from_store(e, gr(res), name)),
     };
-    let current = from_storage(res, from_kv(&kv)?)?;
     if dry_run {
-        return Ok(Some(outcome.unwrap_or(current)));
+        return match outcome {
+            Some(v) => Ok(Some(v)),
+            None => from_storage(res, from_kv(&kv)?).map(Some),
+        };
     }
+    let current = match outcome {
+        // What was just stored is the object the last attempt prepared: it needs no decoding
+        // back from the store, only its new revision (and none of the fields storage drops).
+        Some(mut prepared) if res.api_version() == res.storage_version => {
+            let meta = object::meta_mut(&mut prepared);
+            meta.remove("selfLink");
+            meta.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+            prepared
+        }
+        _ => from_storage(res, from_kv(&kv)?)?,
+    };
     if registry::ready_to_remove(&current) {
         // The last finalizer is gone from an object being deleted: remove it now.
         return match srv.store.delete(&key, Some(kv.mod_revision)).await {

@@ -231,6 +231,10 @@ pub async fn watch(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResu
             next_bookmark = next_bookmark.min(fb);
         }
         let mut final_sent = false;
+        // The timers live across events (made once, reset when due), not once per event.
+        let bookmark_due = tokio::time::sleep_until(next_bookmark);
+        let timed_out = tokio::time::sleep_until(deadline);
+        tokio::pin!(bookmark_due, timed_out);
         loop {
             tokio::select! {
                 ev = receiver.recv() => match ev {
@@ -241,7 +245,7 @@ pub async fn watch(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResu
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = tokio::time::sleep_until(next_bookmark), if watcher.bookmarks => {
+                _ = &mut bookmark_due, if watcher.bookmarks => {
                     // Everything the cache had published by now is handled first, so the
                     // bookmark never runs ahead of an event this watcher still owes.
                     let seen = cache.revision();
@@ -262,8 +266,9 @@ pub async fn watch(srv: &ApiServer, req: &ResourceRequest, ctx: &Ctx) -> ApiResu
                     if let Some(fb) = final_bookmark.filter(|_| !final_sent) {
                         next_bookmark = next_bookmark.min(fb);
                     }
+                    bookmark_due.as_mut().reset(next_bookmark);
                 },
-                _ = tokio::time::sleep_until(deadline) => return,
+                _ = &mut timed_out => return,
                 _ = shutdown.changed() => return,
                 _ = watcher.tx.closed() => return,
             }

@@ -165,17 +165,17 @@ async fn local_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
 }
 
 /// Starts the scheduler, controller manager and simulated nodes as asked; each runs until
-/// `shutdown` turns true.
+/// `shutdown` turns true. They are API clients of this server through its in-process transport
+/// (the same request path, without TLS and sockets); the node agent, proxy and DNS use the
+/// admin kubeconfig over HTTPS, as on any other node.
 async fn start_components(
     args: &ServerArgs,
-    kubeconfig: &std::path::Path,
+    running: &rudder_apiserver::Running,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
-    if args.disable_scheduler && args.disable_controller_manager && args.simulate_nodes == 0 && args.disable_agent {
-        return Ok(tasks);
-    }
-    let client = local_client(kubeconfig).await?;
+    let kubeconfig = running.kubeconfig.as_path();
+    let client = kube::Client::new(running.local_service(), "default");
     let report = |name: &'static str| {
         move |r: anyhow::Result<()>| {
             if let Err(e) = r {
@@ -215,6 +215,7 @@ async fn start_components(
         tasks.push(tokio::spawn(async move { report("simulated nodes")(rudder_nodesim::run(c, options, s).await) }));
     }
     if !args.disable_agent {
+        let client = local_client(kubeconfig).await?;
         let data_dir = kubeconfig.parent().map(PathBuf::from).unwrap_or_default();
         let options = agent_options(args, &data_dir)?;
         tasks.extend(node_network(&client, &options.node_name, options.node_ip, true, shutdown));
@@ -564,7 +565,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         data_dir.join(rudder_apiserver::pki::JOIN_TOKEN_FILE).display()
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let components = start_components(&args, &running.kubeconfig, &stopped).await?;
+    let components = start_components(&args, &running, &stopped).await?;
     signals.wait().await;
     println!("rudder server is shutting down");
     let _ = stop.send(true);

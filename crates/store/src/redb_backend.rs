@@ -45,7 +45,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 /// compaction waits for anyway; one transaction per gathering costs far less than one per batch.
 const APPLY_GATHER: Duration = Duration::from_millis(50);
 /// Most records written in one gathered transaction.
-const APPLY_MAX_RECORDS: usize = 8192;
+const APPLY_MAX_RECORDS: usize = 256;
 
 fn backend<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Backend(format!("{what}: {e}"))

@@ -269,7 +269,7 @@ mod embedded_durability {
         let s = crate::open_embedded(&path, Default::default()).unwrap();
         let value = Bytes::from(vec![b'x'; 2048]);
         let mut sizes = Vec::new();
-        for round in 0..6 {
+        for round in 0..12 {
             for i in 0..400 {
                 let key = format!("/churn/{}", i % 20);
                 match s.get(&key).await.unwrap() {
@@ -280,9 +280,11 @@ mod embedded_durability {
             s.compact(s.current_revision()).await.unwrap();
             sizes.push((round, std::fs::metadata(&path).unwrap().len()));
         }
-        // 2,400 writes of 2 KiB would be about 5 MB without compaction; the live data is 40 KiB.
+        // 4,800 writes of 2 KiB would be about 10 MB without compaction; the live data is 40 KiB.
+        // The file may double once while large gathered transactions need fresh pages, then
+        // it must stop growing.
         let last = sizes.last().unwrap().1;
-        assert!(last < 3 << 20, "store file grew to {last} bytes: {sizes:?}");
-        assert!(sizes[5].1 <= sizes[2].1 * 2, "file keeps growing under churn: {sizes:?}");
+        assert!(last < 6 << 20, "store file grew to {last} bytes: {sizes:?}");
+        assert!(sizes[11].1 <= sizes[5].1, "file keeps growing under churn: {sizes:?}");
     }
 }

@@ -103,10 +103,16 @@ impl Scheduler {
             _ = shutdown.wait_for(|s| *s) => return Ok(()),
         }
         loop {
+            // A pod is decided only once a binding slot is free, so decided pods never pile up
+            // as waiting tasks (each with a copy of its pod) when the API is slower than the loop.
+            let slot = tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break,
+                slot = self.bindings.clone().acquire_owned() => slot.expect("the binding semaphore stays open"),
+            };
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => break,
                 next = self.queue.pop() => match next {
-                    Some(pod) => self.schedule_one(pod),
+                    Some(pod) => self.schedule_one(pod, slot),
                     None => break,
                 },
             }
@@ -127,8 +133,8 @@ impl Scheduler {
         }
     }
 
-    /// One scheduling cycle: decide, assume, and hand the binding to a task.
-    fn schedule_one(self: &Arc<Self>, queued: QueuedPod) {
+    /// One scheduling cycle: decide, assume, and hand the binding (with its slot) to a task.
+    fn schedule_one(self: &Arc<Self>, queued: QueuedPod, slot: tokio::sync::OwnedSemaphorePermit) {
         if !is_ours(&queued.pod) || node_name(&queued.pod).is_some() {
             self.queue.delete(&queued.key);
             return;
@@ -141,7 +147,7 @@ impl Scheduler {
                 cache.assume(info, &node);
                 drop(cache);
                 let this = self.clone();
-                tokio::spawn(async move { this.bind(queued, node).await });
+                tokio::spawn(async move { this.bind(queued, node, slot).await });
             }
             Err(mut err) => {
                 let preemption = match &mut err {
@@ -175,8 +181,7 @@ impl Scheduler {
         }
     }
 
-    async fn bind(self: Arc<Self>, queued: QueuedPod, node: String) {
-        let permit = self.bindings.clone().acquire_owned().await;
+    async fn bind(self: Arc<Self>, queued: QueuedPod, node: String, permit: tokio::sync::OwnedSemaphorePermit) {
         let pod = &queued.pod;
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();

@@ -530,8 +530,15 @@ async fn a_stuck_rollout_exceeds_its_progress_deadline() {
     .await;
     let err = crate::kubectl::fails(&server, &["rollout", "status", "deployment/stuck", "--timeout=20s"]).await;
     assert!(err.contains("exceeded its progress deadline"), "{err}");
-    // Readiness brings it back to complete.
+    // Readiness brings it back to complete. `rollout status` gives up at once while the
+    // condition still says the deadline passed, so it is asked once the controller has seen
+    // the pods ready.
     let _kubelet = Kubelet::start(client.clone(), "default");
+    eventually("NewReplicaSetAvailable", Duration::from_secs(30), || async {
+        let d = deploys.get("stuck").await.ok()?;
+        (progressing_reason(&d).as_deref() == Some("NewReplicaSetAvailable")).then_some(())
+    })
+    .await;
     let out = must(&server, &["rollout", "status", "deployment/stuck", "--timeout=60s"]).await;
     assert!(out.contains("successfully rolled out"), "{out}");
 }

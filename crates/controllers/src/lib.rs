@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod endpointslicemirroring;
 pub mod gc;
+pub mod informers;
 pub mod leader;
 pub mod namespace;
 pub mod nodeipam;
@@ -60,21 +61,27 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) -> anyhow
 
 /// Runs every controller until `shutdown` turns true.
 async fn run_controllers(client: Client, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
+    let shared = informers::Informers::start(&client);
     let results = futures::future::join_all([
-        tokio::spawn(replicaset::run(client.clone(), shutdown.clone())),
+        tokio::spawn(replicaset::run(client.clone(), shared.clone(), shutdown.clone())),
         tokio::spawn(deployment::run(client.clone(), shutdown.clone())),
-        tokio::spawn(disruption::run(client.clone(), shutdown.clone())),
+        tokio::spawn(disruption::run(client.clone(), shared.clone(), shutdown.clone())),
         tokio::spawn(gc::run(client.clone(), shutdown.clone())),
         tokio::spawn(namespace::run(client.clone(), shutdown.clone())),
         tokio::spawn(serviceaccount::run(client.clone(), shutdown.clone())),
         tokio::spawn(rootca::run(client.clone(), options.root_ca_pem.clone(), shutdown.clone())),
-        tokio::spawn(nodelifecycle::run(client.clone(), node_lifecycle_config(&options), shutdown.clone())),
-        tokio::spawn(podgc::run(client.clone(), pod_gc_config(&options), shutdown.clone())),
-        tokio::spawn(endpoints::run(client.clone(), shutdown.clone())),
-        tokio::spawn(endpointslice::run(client.clone(), shutdown.clone())),
+        tokio::spawn(nodelifecycle::run(
+            client.clone(),
+            shared.clone(),
+            node_lifecycle_config(&options),
+            shutdown.clone(),
+        )),
+        tokio::spawn(podgc::run(client.clone(), shared.clone(), pod_gc_config(&options), shutdown.clone())),
+        tokio::spawn(endpoints::run(client.clone(), shared.clone(), shutdown.clone())),
+        tokio::spawn(endpointslice::run(client.clone(), shared.clone(), shutdown.clone())),
         tokio::spawn(endpointslicemirroring::run(client.clone(), shutdown.clone())),
         tokio::spawn(certificates::run(client.clone(), options.signing_ca.clone(), shutdown.clone())),
-        tokio::spawn(nodeipam::run(client.clone(), node_ipam_config(&options), shutdown.clone())),
+        tokio::spawn(nodeipam::run(client.clone(), shared.clone(), node_ipam_config(&options), shutdown.clone())),
     ])
     .await;
     for r in results {

@@ -8,13 +8,12 @@
 //! alone. When the pool is empty the node gets a `CIDRNotAvailable` event, as upstream.
 
 use crate::Shutdown;
+use crate::informers::Informers;
 use anyhow::{Context, Result, bail};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::runtime::watcher::Event as WatchEvent;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
@@ -198,33 +197,29 @@ impl State {
 }
 
 /// Runs the controller until `shutdown` turns true.
-pub async fn run(client: Client, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(client: Client, informers: Informers, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut state = State::new(&config)?;
     let nodes: Api<Node> = Api::all(client.clone());
     let recorder = Recorder::new(client, Reporter { controller: "cidrAllocator".into(), instance: None });
-    let mut stream = watcher::watcher(nodes.clone(), watcher::Config::default()).default_backoff().boxed();
+    let mut events = informers.nodes.subscribe();
     let mut synced = false;
     let stopped = crate::support::stopped(shutdown);
     tokio::pin!(stopped);
     loop {
         let event = tokio::select! {
             _ = &mut stopped => return Ok(()),
-            event = stream.next() => event,
+            event = events.recv() => event,
         };
         let Some(event) = event else { return Ok(()) };
         match event {
-            Ok(WatchEvent::Init) => {
+            WatchEvent::Init => {
                 state = State::new(&config)?;
                 synced = false;
             }
-            Ok(WatchEvent::InitApply(node)) => state.observe(&node),
-            Ok(WatchEvent::InitDone) => synced = true,
-            Ok(WatchEvent::Apply(node)) => state.observe(&node),
-            Ok(WatchEvent::Delete(node)) => state.forget(&node),
-            Err(e) => {
-                tracing::debug!("node IPAM watch: {e}");
-                continue;
-            }
+            WatchEvent::InitApply(node) => state.observe(&node),
+            WatchEvent::InitDone => synced = true,
+            WatchEvent::Apply(node) => state.observe(&node),
+            WatchEvent::Delete(node) => state.forget(&node),
         }
         if synced {
             assign_waiting(&mut state, &nodes, &recorder).await;

@@ -34,6 +34,7 @@
 //! since terminating pods do not count as replicas.
 
 use crate::Shutdown;
+use crate::informers::{Informers, SharedInformer};
 use crate::support::{self, api_status};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -498,7 +499,8 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     pub store: Store<K>,
-    task: tokio::task::JoinHandle<()>,
+    /// The watch feeding the store, when it is this informer's own.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl<K> Informer<K>
@@ -517,7 +519,12 @@ where
                 })
                 .await;
         });
-        Informer { store, task }
+        Informer { store, task: Some(task) }
+    }
+
+    /// A view of a shared informer's store.
+    pub fn shared(informer: &SharedInformer<K>) -> Self {
+        Informer { store: informer.store(), task: None }
     }
 
     /// Waits for the first list; `false` when shutdown came first.
@@ -534,7 +541,9 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -576,10 +585,10 @@ fn node_of(pod: &Pod) -> Option<&str> {
 }
 
 /// Runs the node lifecycle and taint eviction controllers until `shutdown` turns true.
-pub async fn run(client: Client, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let nodes = Informer::start(Api::<Node>::all(client.clone()), watcher::Config::default());
+pub async fn run(client: Client, informers: Informers, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let nodes = Informer::shared(&informers.nodes);
     let leases = Informer::start(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default());
-    let pods = Informer::start(Api::<Pod>::all(client.clone()), watcher::Config::default().fields("spec.nodeName!="));
+    let pods = Informer::shared(&informers.pods);
     if !(nodes.ready(&shutdown).await && leases.ready(&shutdown).await && pods.ready(&shutdown).await) {
         return Ok(());
     }

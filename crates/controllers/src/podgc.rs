@@ -15,6 +15,7 @@
 //!   `Failed`, the surplus goes, evicted ones first, then oldest first.
 
 use crate::Shutdown;
+use crate::informers::Informers;
 use crate::nodelifecycle::{Informer, TAINT_OUT_OF_SERVICE, ready_status};
 use crate::support;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -22,7 +23,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -121,9 +121,9 @@ pub fn out_of_service(node: &Node) -> bool {
 }
 
 /// Runs the pod garbage collector until `shutdown` turns true.
-pub async fn run(client: Client, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let nodes = Informer::start(Api::<Node>::all(client.clone()), watcher::Config::default());
-    let pods = Informer::start(Api::<Pod>::all(client.clone()), watcher::Config::default());
+pub async fn run(client: Client, informers: Informers, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let nodes = Informer::shared(&informers.nodes);
+    let pods = Informer::shared(&informers.pods);
     if !(nodes.ready(&shutdown).await && pods.ready(&shutdown).await) {
         return Ok(());
     }

@@ -19,6 +19,7 @@
 //! owner, orphans to every replica set whose selector matches them).
 
 use crate::Shutdown;
+use crate::informers::{Informers, SharedInformer};
 use crate::pods::{self, Error};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus};
@@ -101,15 +102,21 @@ pub fn rc_view(rc: &ReplicationController) -> ReplicaSet {
 }
 
 /// Runs the ReplicaSet and ReplicationController controllers until `shutdown` turns true.
-pub async fn run(client: Client, shutdown: Shutdown) -> anyhow::Result<()> {
-    let rs = run_kind::<ReplicaSet>(client.clone(), shutdown.clone(), Kind::ReplicaSet, |rs| rs.clone());
-    let rc = run_kind::<ReplicationController>(client, shutdown, Kind::ReplicationController, rc_view);
+pub async fn run(client: Client, informers: Informers, shutdown: Shutdown) -> anyhow::Result<()> {
+    let pods = &informers.pods;
+    let rs = run_kind::<ReplicaSet>(client.clone(), pods, shutdown.clone(), Kind::ReplicaSet, |rs| rs.clone());
+    let rc = run_kind::<ReplicationController>(client, pods, shutdown, Kind::ReplicationController, rc_view);
     futures::future::join(rs, rc).await;
     Ok(())
 }
 
-async fn run_kind<K>(client: Client, mut shutdown: Shutdown, kind: Kind, view: fn(&K) -> ReplicaSet)
-where
+async fn run_kind<K>(
+    client: Client,
+    pods: &SharedInformer<Pod>,
+    mut shutdown: Shutdown,
+    kind: Kind,
+    view: fn(&K) -> ReplicaSet,
+) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
@@ -121,7 +128,7 @@ where
     let recorder = Recorder::new(client.clone(), Reporter { controller: reporter.into(), instance: None });
     let ctx = Arc::new(Ctx { client: client.clone(), recorder, kind });
     controller
-        .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod: Pod| {
+        .watches_shared_stream(pods.objects(), move |pod: Arc<Pod>| {
             let ns = pod.namespace().unwrap_or_default();
             if let Some(owner) = pods::controller_of(&pod.metadata) {
                 if kind.owns(owner) {

@@ -39,7 +39,7 @@ impl Informers {
     /// Starts the shared watches (pods, nodes, Services in every namespace).
     pub fn start(client: &Client) -> Self {
         Informers {
-            pods: Arc::new(SharedInformer::start(Api::all(client.clone()))),
+            pods: Arc::new(SharedInformer::start_with(Api::all(client.clone()), drop_kubelet_only_fields)),
             nodes: Arc::new(SharedInformer::start(Api::all(client.clone()))),
             services: Arc::new(SharedInformer::start(Api::all(client.clone()))),
         }
@@ -71,6 +71,12 @@ where
 {
     /// Starts watching `api` (every object it reaches).
     pub fn start(api: Api<K>) -> Self {
+        Self::start_with(api, |_| {})
+    }
+
+    /// Starts watching `api`; `trim` drops what no controller reads from each object before
+    /// it is kept.
+    pub fn start_with(api: Api<K>, trim: fn(&mut K)) -> Self {
         let (store, mut writer) = reflector::store::<K>();
         let fanout = Arc::new(Mutex::new(Fanout { subscribers: Vec::new(), listing: None, listed: false }));
         let (reader, shared) = (store.clone(), fanout.clone());
@@ -78,7 +84,7 @@ where
             let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
             while let Some(event) = events.next().await {
                 let event = match event {
-                    Ok(e) => e,
+                    Ok(e) => e.modify(trim),
                     Err(e) => {
                         tracing::debug!(error = %e, kind = %K::kind(&()), "shared informer watch");
                         continue;
@@ -172,6 +178,32 @@ where
     fan.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
 }
 
+/// Drops what only a kubelet acts on from a pod before a control loop keeps it: managed
+/// fields, volumes, and the containers' environment, mounts, commands, probes, hooks and
+/// security contexts. A decoded pod is several times larger than its JSON, and the controllers,
+/// the scheduler and the simulated nodes each keep every pod they follow; none of them reads
+/// these parts, and none writes a kept pod back whole.
+pub fn drop_kubelet_only_fields(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        let containers = spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten());
+        for c in containers {
+            c.env = None;
+            c.env_from = None;
+            c.volume_mounts = None;
+            c.volume_devices = None;
+            c.command = None;
+            c.args = None;
+            c.liveness_probe = None;
+            c.readiness_probe = None;
+            c.startup_probe = None;
+            c.lifecycle = None;
+            c.security_context = None;
+        }
+    }
+}
+
 /// The event with its object behind an `Arc`: for an applied object, the store's own.
 fn share<K>(event: watcher::Event<K>, store: &Store<K>) -> SharedEvent<K>
 where
@@ -261,6 +293,45 @@ mod tests {
         let watcher::Event::Apply(p) = &events[2] else { panic!("{:?}", names(&events)) };
         let stored = inf.store.get(&ObjectRef::from_obj(p.as_ref())).expect("stored");
         assert!(Arc::ptr_eq(p, &stored), "one copy of the pod, not two");
+    }
+
+    #[test]
+    fn kept_pods_lose_only_what_a_kubelet_uses() {
+        let mut p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "labels": {"app": "x"}, "managedFields": [{"manager": "m", "operation": "Update"}],
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u", "controller": true}]},
+            "spec": {
+                "nodeName": "n1",
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "containers": [{
+                    "name": "c", "image": "busybox",
+                    "env": [{"name": "A", "value": "1"}], "command": ["sh"],
+                    "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+                    "readinessProbe": {"exec": {"command": ["true"]}},
+                    "ports": [{"name": "http", "containerPort": 80, "hostPort": 8080}],
+                    "resources": {"requests": {"cpu": "100m"}}
+                }]
+            },
+            "status": {"phase": "Running", "podIP": "10.42.0.5", "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        drop_kubelet_only_fields(&mut p);
+        let v = serde_json::to_value(&p).unwrap();
+        assert!(v["metadata"].get("managedFields").is_none());
+        assert!(v["spec"].get("volumes").is_none());
+        let c = &v["spec"]["containers"][0];
+        for gone in ["env", "command", "volumeMounts", "readinessProbe"] {
+            assert!(c.get(gone).is_none(), "{gone} is dropped: {c}");
+        }
+        assert_eq!(c["ports"][0]["hostPort"], 8080);
+        assert_eq!(c["resources"]["requests"]["cpu"], "100m");
+        assert_eq!(c["image"], "busybox");
+        assert_eq!(v["metadata"]["labels"]["app"], "x");
+        assert_eq!(v["metadata"]["ownerReferences"][0]["name"], "r");
+        assert_eq!(v["spec"]["tolerations"][0]["key"], "k");
+        assert_eq!(v["status"]["conditions"][0]["type"], "Ready");
+        assert_eq!(v["status"]["podIP"], "10.42.0.5");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use parking_lot::Mutex;
+use rudder_controllers::informers::drop_kubelet_only_fields;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -512,8 +513,10 @@ impl Engine {
     }
 
     /// Records a pod bound to one of our nodes; returns its uid if it is ours.
-    fn observe_pod(&self, p: Pod) -> Option<String> {
+    fn observe_pod(&self, mut p: Pod) -> Option<String> {
         let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).and_then(|n| self.by_name.get(n)).copied()?;
+        // Nothing a simulated node does needs what only a real kubelet acts on.
+        drop_kubelet_only_fields(&mut p);
         let uid = p.metadata.uid.clone()?;
         let now = Instant::now();
         let deleting = p.metadata.deletion_timestamp.is_some();
@@ -534,7 +537,7 @@ impl Engine {
         {
             let mut pods = self.pods.lock();
             let entry = pods.entry(uid.clone()).or_insert_with(|| PodEntry {
-                pod: Arc::new(p.clone()),
+                pod: Arc::default(),
                 node,
                 seen: Seen { first: now, deletion: None },
                 acted_on: None,

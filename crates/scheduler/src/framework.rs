@@ -3,6 +3,7 @@
 use crate::cache::NodeInfo;
 use crate::resources::{Resource, pod_non_zero_requests, pod_requests};
 use k8s_openapi::api::core::v1::Pod;
+use rudder_controllers::informers::drop_kubelet_only_fields;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,6 +70,21 @@ pub struct PodInfo {
     pub has_required_anti_affinity: bool,
     /// The pod has any pod affinity or anti-affinity terms (required or preferred).
     pub has_pod_affinity_terms: bool,
+}
+
+/// Drops what no plugin reads before a pod is kept in the queue or the cache: what only a
+/// kubelet acts on (see [`drop_kubelet_only_fields`]), ephemeral containers and the container
+/// statuses. The cache keeps every bound pod of the cluster.
+pub fn retain_scheduling_fields(pod: &mut Pod) {
+    drop_kubelet_only_fields(pod);
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.ephemeral_containers = None;
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.ephemeral_container_statuses = None;
+    }
 }
 
 /// `namespace/name` of a pod.

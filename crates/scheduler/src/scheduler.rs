@@ -5,7 +5,7 @@ use crate::SCHEDULER_NAME;
 use crate::algorithm::{Framework, NOT_ELIGIBLE_TERMINATING, Preemption, ScheduleError};
 use crate::cache::{Cache, is_terminal};
 use crate::events::Recorder;
-use crate::framework::{PodInfo, pod_key};
+use crate::framework::{PodInfo, pod_key, retain_scheduling_fields};
 use crate::queue::{ClusterEvent, QueueConfig, QueuedPod, SchedulingQueue};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -509,7 +509,8 @@ impl Scheduler {
         self.queue.move_on_event(ClusterEvent::AssignedPodDelete, Instant::now());
     }
 
-    fn on_pod(&self, pod: Pod) {
+    fn on_pod(&self, mut pod: Pod) {
+        retain_scheduling_fields(&mut pod);
         let pod = self.resolve_priority(pod);
         let key = pod_key(&pod);
         if node_name(&pod).is_some() {

@@ -424,6 +424,8 @@ pub(crate) fn key_of<K: Resource>(o: &K) -> ServiceKey {
 pub(crate) struct ServiceWatches {
     pub services: Store<Service>,
     pub pods: Store<Pod>,
+    /// Turn true once each shared watch has listed.
+    listed: [tokio::sync::watch::Receiver<bool>; 2],
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -476,13 +478,18 @@ impl ServiceWatches {
                 q.add(k);
             }
         });
-        ServiceWatches { services, pods, tasks: vec![svc_task, pod_task] }
+        let listed = [informers.services.listed(), informers.pods.listed()];
+        ServiceWatches { services, pods, listed, tasks: vec![svc_task, pod_task] }
     }
 
     /// Waits for the first lists; false when shutdown came first.
     pub async fn ready(&self, shutdown: &Shutdown) -> bool {
         tokio::select! {
-            r = async { self.services.wait_until_ready().await?; self.pods.wait_until_ready().await } => r.is_ok(),
+            r = async {
+                let [mut services, mut pods] = self.listed.clone();
+                services.wait_for(|l| *l).await?;
+                pods.wait_for(|l| *l).await.map(|_| ())
+            } => r.is_ok(),
             _ = stopped(shutdown.clone()) => false,
         }
     }

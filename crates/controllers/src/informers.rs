@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// A watch event whose object is shared with the store and the other subscribers.
 pub type SharedEvent<K> = watcher::Event<Arc<K>>;
@@ -53,6 +53,9 @@ struct Fanout<K> {
     listing: Option<Vec<Arc<K>>>,
     /// Whether a listing has completed.
     listed: bool,
+    /// Turns true with the first completed listing. (kube-runtime's `Store::wait_until_ready`
+    /// wakes only the last of several tasks waiting at once, and a shared store has several.)
+    ready: watch::Sender<bool>,
 }
 
 /// One watch of a resource, its store, and the subscribers its events go to.
@@ -78,7 +81,12 @@ where
     /// it is kept.
     pub fn start_with(api: Api<K>, trim: fn(&mut K)) -> Self {
         let (store, mut writer) = reflector::store::<K>();
-        let fanout = Arc::new(Mutex::new(Fanout { subscribers: Vec::new(), listing: None, listed: false }));
+        let fanout = Arc::new(Mutex::new(Fanout {
+            subscribers: Vec::new(),
+            listing: None,
+            listed: false,
+            ready: watch::Sender::new(false),
+        }));
         let (reader, shared) = (store.clone(), fanout.clone());
         let task = tokio::spawn(async move {
             let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
@@ -99,6 +107,12 @@ where
     /// The store every event has been applied to.
     pub fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// Turns true once the first listing is in the store; use it rather than the store's
+    /// `wait_until_ready`, which several waiters cannot share.
+    pub fn listed(&self) -> watch::Receiver<bool> {
+        self.fanout.lock().ready.subscribe()
     }
 
     /// Every event from now on, preceded by the current state as a listing.
@@ -172,6 +186,7 @@ where
         watcher::Event::InitDone => {
             fan.listing = None;
             fan.listed = true;
+            fan.ready.send_replace(true);
         }
         watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}
     }
@@ -256,7 +271,12 @@ mod tests {
 
     fn offline() -> (SharedInformer<Pod>, Writer<Pod>) {
         let (store, writer) = reflector::store::<Pod>();
-        let fanout = Arc::new(Mutex::new(Fanout { subscribers: Vec::new(), listing: None, listed: false }));
+        let fanout = Arc::new(Mutex::new(Fanout {
+            subscribers: Vec::new(),
+            listing: None,
+            listed: false,
+            ready: watch::Sender::new(false),
+        }));
         (SharedInformer { store, fanout, task: tokio::spawn(async {}) }, writer)
     }
 
@@ -332,6 +352,24 @@ mod tests {
         assert_eq!(v["spec"]["tolerations"][0]["key"], "k");
         assert_eq!(v["status"]["conditions"][0]["type"], "Ready");
         assert_eq!(v["status"]["podIP"], "10.42.0.5");
+    }
+
+    #[tokio::test]
+    async fn every_waiter_sees_the_first_listing() {
+        let (inf, mut w) = offline();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let mut rx = inf.listed();
+                tokio::spawn(async move { rx.wait_for(|l| *l).await.is_ok() })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        feed(&inf, &mut w, watcher::Event::Init);
+        feed(&inf, &mut w, watcher::Event::InitDone);
+        for waiter in waiters {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+            assert!(matches!(done, Ok(Ok(true))), "a waiter was not woken");
+        }
     }
 
     #[tokio::test]

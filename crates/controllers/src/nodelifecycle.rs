@@ -501,6 +501,8 @@ where
     pub store: Store<K>,
     /// The watch feeding the store, when it is this informer's own.
     task: Option<tokio::task::JoinHandle<()>>,
+    /// A shared informer's first listing (several tasks wait for it at once).
+    listed: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<K> Informer<K>
@@ -519,18 +521,24 @@ where
                 })
                 .await;
         });
-        Informer { store, task: Some(task) }
+        Informer { store, task: Some(task), listed: None }
     }
 
     /// A view of a shared informer's store.
     pub fn shared(informer: &SharedInformer<K>) -> Self {
-        Informer { store: informer.store(), task: None }
+        Informer { store: informer.store(), task: None, listed: Some(informer.listed()) }
     }
 
     /// Waits for the first list; `false` when shutdown came first.
     pub async fn ready(&self, shutdown: &Shutdown) -> bool {
+        let listed = async {
+            match self.listed.clone() {
+                Some(mut listed) => listed.wait_for(|l| *l).await.is_ok(),
+                None => self.store.wait_until_ready().await.is_ok(),
+            }
+        };
         tokio::select! {
-            r = self.store.wait_until_ready() => r.is_ok(),
+            r = listed => r,
             _ = support::stopped(shutdown.clone()) => false,
         }
     }

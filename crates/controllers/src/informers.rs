@@ -51,8 +51,6 @@ struct Fanout<K> {
     subscribers: Vec<mpsc::UnboundedSender<SharedEvent<K>>>,
     /// The objects of a listing in progress (between `Init` and `InitDone`).
     listing: Option<Vec<Arc<K>>>,
-    /// Whether a listing has completed.
-    listed: bool,
     /// Turns true with the first completed listing. (kube-runtime's `Store::wait_until_ready`
     /// wakes only the last of several tasks waiting at once, and a shared store has several.)
     ready: watch::Sender<bool>,
@@ -81,12 +79,8 @@ where
     /// it is kept.
     pub fn start_with(api: Api<K>, trim: fn(&mut K)) -> Self {
         let (store, mut writer) = reflector::store::<K>();
-        let fanout = Arc::new(Mutex::new(Fanout {
-            subscribers: Vec::new(),
-            listing: None,
-            listed: false,
-            ready: watch::Sender::new(false),
-        }));
+        let fanout =
+            Arc::new(Mutex::new(Fanout { subscribers: Vec::new(), listing: None, ready: watch::Sender::new(false) }));
         let (reader, shared) = (store.clone(), fanout.clone());
         let task = tokio::spawn(async move {
             let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
@@ -125,7 +119,7 @@ where
             for o in so_far {
                 let _ = tx.send(watcher::Event::InitApply(o.clone()));
             }
-        } else if fan.listed {
+        } else if *fan.ready.borrow() {
             let _ = tx.send(watcher::Event::Init);
             for o in self.store.state() {
                 let _ = tx.send(watcher::Event::InitApply(o));
@@ -185,7 +179,6 @@ where
         watcher::Event::InitApply(o) => fan.listing.get_or_insert_with(Vec::new).push(o.clone()),
         watcher::Event::InitDone => {
             fan.listing = None;
-            fan.listed = true;
             fan.ready.send_replace(true);
         }
         watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}
@@ -271,12 +264,8 @@ mod tests {
 
     fn offline() -> (SharedInformer<Pod>, Writer<Pod>) {
         let (store, writer) = reflector::store::<Pod>();
-        let fanout = Arc::new(Mutex::new(Fanout {
-            subscribers: Vec::new(),
-            listing: None,
-            listed: false,
-            ready: watch::Sender::new(false),
-        }));
+        let fanout =
+            Arc::new(Mutex::new(Fanout { subscribers: Vec::new(), listing: None, ready: watch::Sender::new(false) }));
         (SharedInformer { store, fanout, task: tokio::spawn(async {}) }, writer)
     }
 

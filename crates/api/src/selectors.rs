@@ -1000,10 +1000,28 @@ pub fn convert_field_labels(group: &str, plural: &str, sel: &FieldSelector) -> R
     })
 }
 
+/// [`Value::pointer`], without allocating for pointers that hold no `~` escapes.
+fn at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.contains('~') {
+        return obj.pointer(pointer);
+    }
+    if pointer.is_empty() {
+        return Some(obj);
+    }
+    pointer.strip_prefix('/')?.split('/').try_fold(obj, |target, token| match target {
+        Value::Object(map) => map.get(token),
+        // As `Value::pointer` reads an index: no sign, no leading zeros.
+        Value::Array(list) if !token.starts_with('+') && (!token.starts_with('0') || token.len() == 1) => {
+            token.parse::<usize>().ok().and_then(|i| list.get(i))
+        }
+        _ => None,
+    })
+}
+
 /// A value as a selector sees it: strings as they are, numbers and booleans printed,
 /// anything else (missing, null, objects) as the empty string.
 fn text_at(obj: &Value, pointer: &str) -> String {
-    match obj.pointer(pointer) {
+    match at(obj, pointer) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Bool(b)) => b.to_string(),
         Some(Value::Number(n)) => n.to_string(),
@@ -1013,12 +1031,12 @@ fn text_at(obj: &Value, pointer: &str) -> String {
 
 /// Like [`text_at`], but a missing or non-boolean value reads as `false`.
 fn bool_at(obj: &Value, pointer: &str) -> String {
-    obj.pointer(pointer).and_then(Value::as_bool).unwrap_or(false).to_string()
+    at(obj, pointer).and_then(Value::as_bool).unwrap_or(false).to_string()
 }
 
 /// Like [`text_at`], but a missing or non-integer value reads as `0`.
 fn int_at(obj: &Value, pointer: &str) -> String {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0).to_string()
+    at(obj, pointer).and_then(Value::as_i64).unwrap_or(0).to_string()
 }
 
 fn first_non_empty(values: [String; 2]) -> String {
@@ -1104,6 +1122,32 @@ pub fn field_set(group: &str, plural: &str, obj: &Value) -> Vec<(String, String)
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pointers_read_as_serde_json_reads_them() {
+        let obj = json!({"a": {"b": [{"c": 1}, "x"], "": {"": 2}, "d/e": 3, "f~g": 4}});
+        for p in [
+            "",
+            "/",
+            "/a",
+            "/a/b",
+            "/a/b/0/c",
+            "/a/b/1",
+            "/a/b/01",
+            "/a/b/+1",
+            "/a/b/2",
+            "/a/b/-1",
+            "/a//",
+            "/a/",
+            "a",
+            "/a/d~1e",
+            "/a/f~0g",
+            "/a/b/0/c/d",
+            "/x/y",
+        ] {
+            assert_eq!(at(&obj, p), obj.pointer(p), "{p:?}");
+        }
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -1192,7 +1236,8 @@ mod tests {
 
     #[test]
     fn label_selectors_match_label_sets() {
-        let cases: &[(&str, &[(&str, &str)], bool)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
             ("", &[], true),
             ("", &[("a", "b")], true),
             ("x=a", &[("x", "a")], true),
@@ -1302,7 +1347,8 @@ mod tests {
 
     #[test]
     fn field_selectors_parse() {
-        let cases: &[(&str, &[(&str, FieldOperator, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, FieldOperator, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("", &[], ""),
             ("a=b", &[("a", FieldOperator::Equals, "b")], "a=b"),
             ("a==b", &[("a", FieldOperator::Equals, "b")], "a=b"),

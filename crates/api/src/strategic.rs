@@ -142,8 +142,16 @@ impl std::error::Error for StrategicError {}
 /// `schema::for_kind("apps/v1", "Deployment")`); `None` merges without markers (see the
 /// module documentation). A `null` original or patch counts as an empty object.
 pub fn apply(original: &Value, patch: &Value, schema: Option<&'static Message>) -> Result<Value, StrategicError> {
+    match original {
+        Value::Object(_) | Value::Null => apply_to(original.clone(), patch, schema),
+        _ => Err(StrategicError::bad_document()),
+    }
+}
+
+/// [`apply`] to an original the caller gives up.
+pub fn apply_to(original: Value, patch: &Value, schema: Option<&'static Message>) -> Result<Value, StrategicError> {
     let original = match original {
-        Value::Object(m) => m.clone(),
+        Value::Object(m) => m,
         Value::Null => Object::new(),
         _ => return Err(StrategicError::bad_document()),
     };

@@ -4,7 +4,8 @@
 //! store, and fans each event out to all watchers through one broadcast channel. It follows the
 //! store with a single watch from the revision of its initial list; each object is decoded once
 //! on arrival, gets its `resourceVersion`, and keeps its labels and selectable fields ready for
-//! filtering.
+//! filtering. Writers in this process announce what they write ([`WatchCache::prime`]), so
+//! their writes are indexed from the objects they already hold instead of being decoded.
 //!
 //! Key types: [`WatchCache`], [`CachedObject`], [`CacheEvent`], [`Filter`].
 
@@ -209,6 +210,23 @@ pub struct WatchCache {
     state: RwLock<State>,
     progress: tokio::sync::watch::Sender<u64>,
     by_storage: HashMap<&'static str, &'static Resource>,
+    /// Objects about to be written, by key, as their writers know them ([`WatchCache::prime`]).
+    primed: parking_lot::Mutex<HashMap<Arc<str>, Primed>>,
+}
+
+/// The filtering index of an object a writer is about to store, taken from the value it
+/// encoded, so the write's event needs no decoding.
+struct Primed {
+    /// The encoding handed to the store; its event carries these very bytes.
+    value: Bytes,
+    labels: BTreeMap<String, String>,
+    fields: Vec<(String, String)>,
+}
+
+/// Whether two buffers are one (the store passes a written value on without copying it). The
+/// primed copy keeps its buffer alive, so no other value can sit at the same address.
+fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
+    !a.is_empty() && a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
 fn storage_resources() -> HashMap<&'static str, &'static Resource> {
@@ -236,6 +254,7 @@ impl WatchCache {
             }),
             progress,
             by_storage: storage_resources(),
+            primed: Default::default(),
         });
         let rev = cache.resync(&*store).await?;
         let weak = Arc::downgrade(&cache);
@@ -277,13 +296,26 @@ impl WatchCache {
     }
 
     fn decode(&self, key: &Arc<str>, value: &Bytes, revision: u64) -> Arc<CachedObject> {
+        // The stored bytes are kept as they are (shared with the store); the revision is
+        // inserted when the object is served.
+        let meta_open = crate::object::metadata_object_start(value);
+        if let (Some(Primed { value, labels, fields }), Some(_)) = (self.take_primed(key, value), meta_open) {
+            return Arc::new(CachedObject { key: key.clone(), revision, raw: value, meta_open, labels, fields });
+        }
         let mut obj: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
         }
-        // The stored bytes are kept as they are (shared with the store); the revision is
-        // inserted when the object is served.
-        let meta_open = crate::object::metadata_object_start(value);
+        let (labels, fields) = self.index(key, &obj);
+        let raw = match meta_open {
+            Some(_) => value.clone(),
+            None => crate::object::compact_json(&obj),
+        };
+        Arc::new(CachedObject { key: key.clone(), revision, raw, meta_open, labels, fields })
+    }
+
+    /// The labels and selectable fields of an object stored under `key`.
+    fn index(&self, key: &str, obj: &Value) -> (BTreeMap<String, String>, Vec<(String, String)>) {
         let labels = obj
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
@@ -291,14 +323,44 @@ impl WatchCache {
             .unwrap_or_default();
         let segment = key.strip_prefix("/registry/").and_then(|k| k.split('/').next()).unwrap_or_default();
         let fields = match self.by_storage.get(segment) {
-            Some(r) => selectors::field_set(r.group, r.plural, &obj),
+            Some(r) => selectors::field_set(r.group, r.plural, obj),
             None => Vec::new(),
         };
-        let raw = match meta_open {
-            Some(_) => value.clone(),
-            None => crate::object::compact_json(&obj),
-        };
-        Arc::new(CachedObject { key: key.clone(), revision, raw, meta_open, labels, fields })
+        (labels, fields)
+    }
+
+    /// Tells the cache that `value`, the encoding of `obj` (as [`crate::object::to_bytes`]
+    /// makes it), is about to be written under `key`: when the store reports that write, the
+    /// cache indexes it from `obj` instead of decoding it. A writer whose write does not
+    /// happen calls [`WatchCache::unprime`].
+    pub fn prime(&self, key: &str, value: &Bytes, obj: &Value) {
+        if value.is_empty() {
+            return;
+        }
+        let (labels, fields) = self.index(key, obj);
+        self.primed.lock().insert(Arc::from(key), Primed { value: value.clone(), labels, fields });
+    }
+
+    /// Forgets what [`WatchCache::prime`] was told about `value` under `key`.
+    pub fn unprime(&self, key: &str, value: &Bytes) {
+        let mut primed = self.primed.lock();
+        if primed.get(key).is_some_and(|p| same_buffer(&p.value, value)) {
+            primed.remove(key);
+        }
+    }
+
+    /// How many primed writes wait for their events.
+    #[cfg(test)]
+    pub(crate) fn primed_count(&self) -> usize {
+        self.primed.lock().len()
+    }
+
+    fn take_primed(&self, key: &str, value: &Bytes) -> Option<Primed> {
+        let mut primed = self.primed.lock();
+        if primed.is_empty() || !primed.get(key).is_some_and(|p| same_buffer(&p.value, value)) {
+            return None;
+        }
+        primed.remove(key)
     }
 
     /// Replaces the contents with a fresh list of the store; ends every current watcher.
@@ -499,6 +561,58 @@ mod tests {
 
         let paged = cache.list(&Filter { prefix: "/registry/configmaps/".into(), ..Default::default() }, None, 2);
         assert_eq!((paged.items.len(), paged.more, paged.remaining), (2, true, 1));
+    }
+
+    #[tokio::test]
+    async fn primed_writes_are_indexed_as_decoded_ones() {
+        let store = rudder_store::memory();
+        let cache = WatchCache::start(store.clone()).await.unwrap();
+        let pod = |phase: &str| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"}, "resourceVersion": "3"},
+                "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+                "status": {"phase": phase, "podIPs": [{"ip": "10.0.0.1"}]}})
+        };
+        let key = "/registry/pods/default/p";
+        let index = |key: &str| {
+            let o = cache.get(key).unwrap();
+            (o.labels.clone(), o.fields.clone(), o.json())
+        };
+
+        // A primed write, and the same object written unprimed under another key.
+        let running = crate::object::to_bytes(&pod("Running"));
+        cache.prime(key, &running, &pod("Running"));
+        store.create(key, running.clone()).await.unwrap();
+        store.create("/registry/pods/default/q", Bytes::copy_from_slice(&running)).await.unwrap();
+        settle(&cache, &*store).await;
+        assert!(cache.primed.lock().is_empty(), "used up");
+        let (labels, fields, json) = index(key);
+        let (other_labels, mut other_fields, _) = index("/registry/pods/default/q");
+        assert_eq!(labels, other_labels);
+        assert_eq!(fields, other_fields);
+        assert!(fields.contains(&("status.phase".into(), "Running".into())), "{fields:?}");
+        let decoded: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(decoded["status"]["phase"], "Running");
+
+        // What was primed for other bytes is not used, and is dropped when its write fails.
+        let failed = crate::object::to_bytes(&pod("Failed"));
+        cache.prime(key, &failed, &pod("Failed"));
+        let succeeded = crate::object::to_bytes(&pod("Succeeded"));
+        let current = store.get(key).await.unwrap().unwrap();
+        store.update(key, current.mod_revision, succeeded).await.unwrap();
+        settle(&cache, &*store).await;
+        let (_, fields, _) = index(key);
+        other_fields.retain(|(k, _)| k != "status.phase");
+        other_fields.push(("status.phase".into(), "Succeeded".into()));
+        let mut fields_sorted = fields.clone();
+        fields_sorted.sort();
+        other_fields.sort();
+        assert_eq!(fields_sorted, other_fields);
+        assert_eq!(cache.primed.lock().len(), 1);
+        cache.unprime(key, &Bytes::copy_from_slice(&failed));
+        assert_eq!(cache.primed.lock().len(), 1, "only the primed buffer itself unprimes");
+        cache.unprime(key, &failed);
+        assert!(cache.primed.lock().is_empty());
     }
 
     #[tokio::test]

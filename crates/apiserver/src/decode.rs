@@ -87,12 +87,17 @@ fn parse_yaml(bytes: &[u8]) -> ApiResult<Decoded> {
     Ok(Decoded { value, duplicates: Vec::new() })
 }
 
-/// Where a value sits in the document; rendered only when a duplicate is found.
+/// Where a value sits in the document; rendered only when a duplicate or unknown field is
+/// found.
 #[derive(Clone, Copy)]
 enum Path<'p> {
     Root,
+    /// A field (`a.b`).
     Key(&'p Path<'p>, &'p str),
+    /// A list element (`a[0]`).
     Index(&'p Path<'p>, usize),
+    /// A map entry (`a[key]`).
+    Entry(&'p Path<'p>, &'p str),
 }
 
 impl Path<'_> {
@@ -104,6 +109,7 @@ impl Path<'_> {
                 if p.is_empty() { (*key).to_string() } else { format!("{p}.{key}") }
             }
             Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+            Path::Entry(parent, key) => format!("{}[{key}]", parent.render()),
         }
     }
 }
@@ -198,26 +204,59 @@ pub fn unknown_fields(obj: &Value, msg: &'static Message) -> Vec<String> {
             if k == "apiVersion" || k == "kind" {
                 continue;
             }
-            walk_field(k, v, msg, k.clone(), &mut out);
+            walk_field(k, v, None, msg, Path::Key(&Path::Root, k), &mut out);
         }
     }
     out
 }
 
-fn walk_message(obj: &Value, msg: &'static Message, path: &str, out: &mut Vec<String>) {
+/// [`unknown_fields`] of `obj`, the result of applying the merge or strategic merge patch
+/// `patch` to a stored object, looked for only where the patch reached: the rest came from
+/// the stored object unchanged, and stored objects hold only fields their type knows. Lists
+/// the patch names are looked through whole (merged lists mix stored and patch elements).
+pub fn unknown_patched_fields(obj: &Value, patch: &Value, msg: &'static Message) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Value::Object(map), Value::Object(patch)) = (obj, patch) {
+        for (k, p) in patch {
+            if k == "apiVersion" || k == "kind" {
+                continue;
+            }
+            if let Some((k, v)) = map.get_key_value(k) {
+                walk_field(k, v, Some(p), msg, Path::Key(&Path::Root, k), &mut out);
+            }
+        }
+    } else {
+        return unknown_fields(obj, msg);
+    }
+    out
+}
+
+/// Walks the fields of `obj`; with `patch`, only those the patch names.
+fn walk_message(obj: &Value, patch: Option<&Value>, msg: &'static Message, path: &Path, out: &mut Vec<String>) {
     if msg.special().is_some() {
         // Scalars in JSON (Time, Quantity, ...) or free-form (RawExtension, FieldsV1).
         return;
     }
     let Value::Object(map) = obj else { return };
-    for (k, v) in map {
-        walk_field(k, v, msg, format!("{path}.{k}"), out);
+    match patch {
+        Some(Value::Object(patch)) => {
+            for (k, p) in patch {
+                if let Some((k, v)) = map.get_key_value(k) {
+                    walk_field(k, v, Some(p), msg, Path::Key(path, k), out);
+                }
+            }
+        }
+        _ => {
+            for (k, v) in map {
+                walk_field(k, v, None, msg, Path::Key(path, k), out);
+            }
+        }
     }
 }
 
-fn walk_field(key: &str, v: &Value, msg: &'static Message, path: String, out: &mut Vec<String>) {
+fn walk_field(key: &str, v: &Value, patch: Option<&Value>, msg: &'static Message, path: Path, out: &mut Vec<String>) {
     let Some(field) = msg.field(key) else {
-        out.push(path);
+        out.push(path.render());
         return;
     };
     let Some(inner) = field.message() else { return };
@@ -227,15 +266,24 @@ fn walk_field(key: &str, v: &Value, msg: &'static Message, path: String, out: &m
     match (field.shape, v) {
         (Shape::Repeated, Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                walk_message(item, inner, &format!("{path}[{i}]"), out);
+                walk_message(item, None, inner, &Path::Index(&path, i), out);
             }
         }
-        (Shape::Map, Value::Object(entries)) => {
-            for (k, item) in entries {
-                walk_message(item, inner, &format!("{path}[{k}]"), out);
+        (Shape::Map, Value::Object(entries)) => match patch {
+            Some(Value::Object(patch)) => {
+                for (k, p) in patch {
+                    if let Some((k, item)) = entries.get_key_value(k) {
+                        walk_message(item, Some(p), inner, &Path::Entry(&path, k), out);
+                    }
+                }
             }
-        }
-        (Shape::Single, _) => walk_message(v, inner, &path, out),
+            _ => {
+                for (k, item) in entries {
+                    walk_message(item, None, inner, &Path::Entry(&path, k), out);
+                }
+            }
+        },
+        (Shape::Single, _) => walk_message(v, patch, inner, &path, out),
         _ => {}
     }
 }

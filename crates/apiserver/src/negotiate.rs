@@ -476,6 +476,15 @@ pub fn respond_negotiated(n: &Negotiated, code: u16, obj: &Value) -> ApiResult<R
     encode(n.encoding, code, converted.as_ref().unwrap_or(obj))
 }
 
+/// [`respond_negotiated`] for an object whose JSON is at hand: `json`, as `serde_json`
+/// writes `obj`, is sent as it is when the client takes the object as JSON.
+pub fn respond_encoded(n: &Negotiated, code: u16, obj: &Value, json: Option<Bytes>) -> ApiResult<Response<Body>> {
+    match json {
+        Some(json) if n.is_plain_json() => Ok(response(Encoding::Json, code, json)),
+        _ => respond_negotiated(n, code, obj),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,14 +137,13 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// Returns the index just past the string starting at `i` (which must be a `"`).
 fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
     i += 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+    loop {
+        i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        if b[i] == b'"' {
+            return Some(i + 1);
         }
+        i += 2;
     }
-    None
 }
 
 /// Returns the index just past the JSON value starting at `i`.
@@ -154,24 +153,23 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut j = i;
-            while j < b.len() {
+            loop {
+                j += b.get(j..)?.iter().position(|&c| matches!(c, b'"' | b'{' | b'[' | b'}' | b']'))?;
                 match b[j] {
                     b'"' => {
                         j = skip_string(b, j)?;
                         continue;
                     }
                     b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
+                    _ => {
                         depth -= 1;
                         if depth == 0 {
                             return Some(j + 1);
                         }
                     }
-                    _ => {}
                 }
                 j += 1;
             }
-            None
         }
         _ => {
             let mut j = i;
@@ -226,10 +224,173 @@ pub fn with_resource_version(raw: &[u8], meta_open: usize, revision: u64) -> Byt
     Bytes::from(out)
 }
 
+/// One member of an encoded object: where it starts (its key's opening quote), its key as
+/// written (without quotes) and its value.
+struct Member {
+    start: usize,
+    key: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+}
+
+/// The members of the object that opens at `open` (a `{`), and the index of its closing `}`.
+/// `None` when the text is not such an object, or a key holds an escape (whose written form
+/// would not order as the key does).
+fn members(b: &[u8], open: usize) -> Option<(Vec<Member>, usize)> {
+    if b.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, open + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some((out, i));
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let start = i;
+        let key_end = skip_string(b, i)?;
+        let key = i + 1..key_end - 1;
+        if b[key.clone()].contains(&b'\\') {
+            return None;
+        }
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let value_start = skip_ws(b, i + 1);
+        let value_end = skip_value(b, value_start)?;
+        out.push(Member { start, key, value: value_start..value_end });
+        i = skip_ws(b, value_end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some((out, i)),
+            _ => return None,
+        }
+    }
+}
+
+/// An encoded object (as [`to_bytes`] writes it: keys in order) with its top-level member
+/// `key` set to the encoded `value`, or removed when `value` is `None`; what `serde_json`
+/// would write for the object so changed. `None` when `raw` cannot be read that way.
+pub fn with_member(raw: &[u8], key: &str, value: Option<&[u8]>) -> Option<Bytes> {
+    let (members, close) = members(raw, skip_ws(raw, 0))?;
+    let found = members.iter().position(|m| &raw[m.key.clone()] == key.as_bytes());
+    let mut out = Vec::with_capacity(raw.len() + value.map_or(0, |v| v.len() + key.len() + 4));
+    match (found, value) {
+        (Some(i), Some(value)) => {
+            let at = &members[i].value;
+            out.extend_from_slice(&raw[..at.start]);
+            out.extend_from_slice(value);
+            out.extend_from_slice(&raw[at.end..]);
+        }
+        (Some(i), None) => {
+            // The member goes with the comma after it, or (the last one) the comma before it.
+            let (from, to) = match (members.get(i + 1), i.checked_sub(1)) {
+                (Some(next), _) => (members[i].start, next.start),
+                (None, Some(prev)) => (members[prev].value.end, members[i].value.end),
+                (None, None) => (members[i].start, members[i].value.end),
+            };
+            out.extend_from_slice(&raw[..from]);
+            out.extend_from_slice(&raw[to..]);
+        }
+        (None, Some(value)) => {
+            let next = members.iter().find(|m| &raw[m.key.clone()] > key.as_bytes());
+            let at = next.map_or(close, |m| m.start);
+            out.extend_from_slice(&raw[..at]);
+            if next.is_none() && !members.is_empty() {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(value);
+            if next.is_some() {
+                out.push(b',');
+            }
+            out.extend_from_slice(&raw[at..]);
+        }
+        (None, None) => out.extend_from_slice(raw),
+    }
+    Some(Bytes::from(out))
+}
+
+/// An encoded object (as [`to_bytes`] writes it) with `metadata.resourceVersion` put in key
+/// order: what `serde_json` writes for the object with that revision. `None` when `raw`
+/// cannot be read that way or already has a `resourceVersion`.
+pub fn with_resource_version_in_order(raw: &[u8], revision: u64) -> Option<Bytes> {
+    let open = metadata_object_start(raw)?;
+    let (members, close) = members(raw, open)?;
+    if members.iter().any(|m| &raw[m.key.clone()] == b"resourceVersion") {
+        return None;
+    }
+    let next = members.iter().find(|m| &raw[m.key.clone()] > b"resourceVersion".as_slice());
+    let at = next.map_or(close, |m| m.start);
+    let mut out = Vec::with_capacity(raw.len() + 40);
+    out.extend_from_slice(&raw[..at]);
+    if next.is_none() && !members.is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(revision.to_string().as_bytes());
+    out.push(b'"');
+    if next.is_some() {
+        out.push(b',');
+    }
+    out.extend_from_slice(&raw[at..]);
+    Some(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn encoded_objects_change_as_their_values_would() {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "uid": "u"}, "spec": {"a": [1, {"b": "}"}]},
+                "status": {"phase": "Running", "s": "\"status\":"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}),
+            json!({"metadata": {}, "status": null}),
+            json!({"metadata": {"annotations": {"a": "b"}, "selfLink": "/x", "uid": "u"}, "zzz": 1}),
+            json!({"status": {}}),
+            json!({}),
+        ];
+        let status = json!({"phase": "Failed", "conditions": [{"type": "Ready", "status": "False"}]});
+        for obj in objects {
+            let raw = to_bytes(&obj);
+            for new in [Some(&status), None] {
+                let mut expected = obj.clone();
+                match new {
+                    Some(s) => expected["status"] = s.clone(),
+                    None => drop(expected.as_object_mut().unwrap().remove("status")),
+                }
+                let encoded = new.map(|s| serde_json::to_vec(s).unwrap());
+                let changed = with_member(&raw, "status", encoded.as_deref()).unwrap();
+                assert_eq!(std::str::from_utf8(&changed).unwrap(), std::str::from_utf8(&to_bytes(&expected)).unwrap());
+            }
+            if obj.get("metadata").is_some() {
+                let mut expected = obj.clone();
+                expected["metadata"]["resourceVersion"] = json!("42");
+                if let Some(m) = expected["metadata"].as_object_mut() {
+                    m.remove("selfLink");
+                }
+                let with_rv = with_resource_version_in_order(&raw, 42).unwrap();
+                assert_eq!(std::str::from_utf8(&with_rv).unwrap(), serde_json::to_string(&expected).unwrap());
+            }
+        }
+        // Spacing is read too; escaped keys and broken text are left alone.
+        let spaced = br#" { "b" : 1 , "status" : { } , "z" : [ ] } "#;
+        assert_eq!(&with_member(spaced, "status", None).unwrap()[..], br#" { "b" : 1 , "z" : [ ] } "#);
+        assert_eq!(
+            &with_member(spaced, "c", Some(b"2")).unwrap()[..],
+            br#" { "b" : 1 , "c":2,"status" : { } , "z" : [ ] } "#
+        );
+        assert!(with_member(br#"{"a\u0041":1}"#, "status", None).is_none());
+        assert!(with_member(br#"{"a":1"#, "status", None).is_none());
+        assert!(with_member(b"[]", "status", None).is_none());
+    }
 
     #[test]
     fn inserts_the_resource_version_without_decoding() {
@@ -252,6 +413,8 @@ mod tests {
         let only_rv = json!({"metadata": {"resourceVersion": "7"}});
         assert_eq!(&to_bytes(&only_rv)[..], br#"{"metadata":{}}"#);
         assert_eq!(metadata_object_start(br#"{"kind":"X"}"#), None);
+        assert_eq!(with_resource_version_in_order(br#"{"kind":"X"}"#, 1), None);
+        assert_eq!(with_resource_version_in_order(br#"{"metadata":{"resourceVersion":"1"}}"#, 1), None);
         assert_eq!(metadata_object_start(br#"{"metadata":"text"}"#), None);
         assert_eq!(metadata_object_start(b"not json"), None);
     }

@@ -230,6 +230,18 @@ fn without_meta_and_status(obj: &Value) -> Value {
     o
 }
 
+/// An update ready to store.
+#[derive(Debug)]
+pub struct PreparedUpdate {
+    /// The object to store (served version).
+    pub object: Value,
+    /// Whether it equals the current object.
+    pub unchanged: bool,
+    /// Whether it differs from the current object in its `status` only (and in metadata
+    /// fields storage does not keep).
+    pub status_only: bool,
+}
+
 /// Prepares an update: `old` is the current object (served version, with its
 /// `resourceVersion`), `new` what the client sent (type-checked, namespace set). Returns the
 /// object to store.
@@ -237,12 +249,12 @@ pub fn prepare_update(
     res: &Resource,
     kind: &str,
     subresource: Option<&str>,
-    old: &Value,
-    new: Value,
-) -> ApiResult<Value> {
-    let name = meta_str(old, "name").to_string();
-    let body_uid = meta_str(&new, "uid").to_string();
-    let old_uid = meta_str(old, "uid");
+    old: Value,
+    mut new: Value,
+) -> ApiResult<PreparedUpdate> {
+    let name = meta_str(&old, "name").to_string();
+    let body_uid = meta_str(&new, "uid");
+    let old_uid = meta_str(&old, "uid");
     if !body_uid.is_empty() && body_uid != old_uid {
         return Err(ApiError::conflict(
             crate::object::gr(res),
@@ -250,11 +262,17 @@ pub fn prepare_update(
             &format!("Precondition failed: UID in precondition: {body_uid}, UID in object meta: {old_uid}"),
         ));
     }
+    if subresource == Some("status")
+        && let Some(prepare_status) = res.ops.prepare_status
+    {
+        return prepare_status_update(res, kind, &name, prepare_status, old, new);
+    }
+    let old = &old;
     let mut obj = match subresource {
         Some("status") => {
             // A status write changes the status only.
             let mut o = old.clone();
-            o["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            o["status"] = new.as_object_mut().and_then(|m| m.remove("status")).unwrap_or(Value::Null);
             if o["status"].is_null() {
                 o.as_object_mut().expect("objects are maps").remove("status");
             }
@@ -294,7 +312,8 @@ pub fn prepare_update(
         }
     };
     {
-        let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+        let no_meta = Map::new();
+        let old_meta = old.get("metadata").and_then(Value::as_object).unwrap_or(&no_meta);
         let meta = meta_mut(&mut obj);
         for field in ["uid", "creationTimestamp", "generation"] {
             match old_meta.get(field) {
@@ -306,10 +325,10 @@ pub fn prepare_update(
         // a missing deletionGracePeriodSeconds keeps the old one; adding, removing or changing
         // either is left for validation to refuse.
         let present = |m: &Map<String, Value>, f: &str| m.get(f).is_some_and(|v| !v.is_null());
-        if present(&old_meta, "deletionTimestamp") && present(meta, "deletionTimestamp") {
+        if present(old_meta, "deletionTimestamp") && present(meta, "deletionTimestamp") {
             meta.insert("deletionTimestamp".into(), old_meta["deletionTimestamp"].clone());
         }
-        if present(&old_meta, "deletionGracePeriodSeconds") && !present(meta, "deletionGracePeriodSeconds") {
+        if present(old_meta, "deletionGracePeriodSeconds") && !present(meta, "deletionGracePeriodSeconds") {
             meta.insert("deletionGracePeriodSeconds".into(), old_meta["deletionGracePeriodSeconds"].clone());
         }
         meta.insert("resourceVersion".into(), old_meta.get("resourceVersion").cloned().unwrap_or(Value::Null));
@@ -326,7 +345,41 @@ pub fn prepare_update(
         let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         meta_mut(&mut obj).insert("generation".into(), json!(generation));
     }
-    Ok(obj)
+    let unchanged = obj == *old;
+    Ok(PreparedUpdate { object: obj, unchanged, status_only: false })
+}
+
+/// A `status` write of a kind whose status strategy keeps the stored object apart from its
+/// status ([`rudder_api::ApiKind::PREPARE_STATUS`]): the stored metadata and spec stay as they
+/// are, already defaulted and valid, so neither is decoded, defaulted or validated again; the
+/// new status is normalized and the metadata checked as [`prepare_update`] does.
+fn prepare_status_update(
+    res: &Resource,
+    kind: &str,
+    name: &str,
+    prepare_status: rudder_api::kinds::PrepareStatus,
+    mut obj: Value,
+    mut new: Value,
+) -> ApiResult<PreparedUpdate> {
+    let status = new.as_object_mut().and_then(|m| m.remove("status")).unwrap_or(Value::Null);
+    let status = prepare_status(status).map_err(|e| {
+        ApiError::bad_request(format!("{kind} in version {:?} cannot be handled as a {kind}: {e}", res.version))
+    })?;
+    // Everything but the status is the stored object's: the metadata update checks compare it
+    // with itself, and only see whether it is still valid.
+    let meta = meta_mut(&mut obj);
+    let mut unchanged = meta.remove("selfLink").is_none();
+    let errors = validation::validate_object_meta_update(&obj["metadata"], &obj["metadata"]);
+    if !errors.is_empty() {
+        return Err(invalid(res, kind, name, &errors));
+    }
+    let map = obj.as_object_mut().expect("objects are maps");
+    unchanged &= map.get("status") == status.as_ref();
+    match status {
+        Some(status) => map.insert("status".into(), status),
+        None => map.remove("status"),
+    };
+    Ok(PreparedUpdate { object: obj, unchanged, status_only: true })
 }
 
 /// Whether an object being deleted has nothing left holding it.

@@ -6,20 +6,21 @@
 //! the REST layer (allocating cluster IPs and node ports, keeping a namespace's finalizers on
 //! update) the server does that part; see the notes on each impl.
 
-use super::ApiKind;
 use super::pod::{
-    SpecOf, config_map_key, default_pod, default_pod_template, immutable, invalid_each, label_value, nonnegative,
-    parse_cidr, parse_ip, port_num, qualified_name, selector_matches_map, set_if_empty, st, template_labels, to_value,
-    validate_cidr, validate_dns_label, validate_dns_subdomain, validate_ip, validate_labels,
+    SpecOf, config_map_key, default_pod, default_pod_status, default_pod_template, immutable, invalid_each,
+    label_value, nonnegative, parse_cidr, parse_ip, port_num, qualified_name, selector_matches_map, set_if_empty, st,
+    template_labels, to_value, validate_cidr, validate_dns_label, validate_dns_subdomain, validate_ip, validate_labels,
     validate_node_taint_effect, validate_pod_spec, validate_pod_spec_update, validate_pod_template_spec,
     validate_port_num_or_name, validate_qualified_name, validate_quantity_value, validate_template_for_controller,
 };
+use super::{ApiKind, PrepareStatus};
 use crate::validation::{FieldError, FieldErrors, FieldPath};
 use k8s_openapi::api::core::v1::{
-    ClientIPConfig, ConfigMap, Event, Namespace, Node, Pod, PodSpec, PodTemplate, ReplicationController, Secret,
-    Service, ServiceAccount, ServiceSpec, SessionAffinityConfig,
+    ClientIPConfig, ConfigMap, Event, Namespace, Node, Pod, PodSpec, PodStatus, PodTemplate, ReplicationController,
+    Secret, Service, ServiceAccount, ServiceSpec, SessionAffinityConfig,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// Upstream's `MaxSecretSize`, also the limit for config maps.
@@ -751,10 +752,15 @@ const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-co
 /// annotations (mirror pods need a node, deletion cost is an int32), and on update the rules of
 /// `ValidatePodUpdate`.
 ///
+/// A `status` write keeps the stored metadata and spec as they are (upstream's
+/// `podStatusStrategy`): only the new status is decoded and defaulted.
+///
 /// Not done here: rejecting ephemeral containers on create (indistinguishable from an update
 /// here; the update rules already forbid changing them) and requiring `serviceAccountName` for
 /// projected service account tokens (upstream's admission sets that name first).
 impl ApiKind for Pod {
+    const PREPARE_STATUS: Option<PrepareStatus> = Some(prepare_pod_status);
+
     fn set_defaults(&mut self) {
         default_pod(self);
     }
@@ -805,6 +811,15 @@ impl ApiKind for Pod {
         ));
         errs
     }
+}
+
+/// [`ApiKind::PREPARE_STATUS`] of Pod: the status as [`super::prepare`] would leave it.
+fn prepare_pod_status(status: Value) -> Result<Option<Value>, String> {
+    let Some(mut status) = serde_json::from_value::<Option<PodStatus>>(status).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    default_pod_status(&mut status);
+    serde_json::to_value(&status).map(Some).map_err(|e| e.to_string())
 }
 
 /// PodTemplate: template defaults and `ValidatePodTemplateSpec` at `template`.
@@ -1075,6 +1090,37 @@ mod tests {
 
     fn strings(errs: &FieldErrors) -> Vec<String> {
         errs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn pod_status_writes_normalize_the_status_as_a_whole_pod_write_does() {
+        use crate::kinds::{Mode, prepare};
+        let prepare_status = Pod::PREPARE_STATUS.expect("pods have a status strategy");
+        let pod = |status: &Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}, "status": status})
+        };
+        for status in [
+            json!(null),
+            json!({}),
+            json!({"phase": "Running", "podIP": "10.0.0.1", "hostIP": "192.168.0.1", "bogus": 1,
+                "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null,
+                    "lastTransitionTime": "2024-01-01T00:00:00.5Z"}]}),
+            json!({"podIP": "10.0.0.9", "podIPs": [{"ip": "10.0.0.2"}, {"ip": "fd00::2"}], "hostIPs": []}),
+        ] {
+            let whole = prepare::<Pod>(pod(&status), None, Mode::Full).unwrap();
+            assert_eq!(prepare_status(status.clone()).unwrap().as_ref(), whole.object.get("status"), "{status}");
+        }
+        for status in [
+            json!(5),
+            json!({"phase": 5}),
+            json!({"conditions": {"type": "Ready"}}),
+            json!({"startTime": "yesterday"}),
+            json!({"containerStatuses": [{"name": "c", "ready": "yes"}]}),
+        ] {
+            let whole = prepare::<Pod>(pod(&status), None, Mode::Full).unwrap_err();
+            assert_eq!(prepare_status(status.clone()).unwrap_err(), whole, "{status}");
+        }
     }
 
     #[test]

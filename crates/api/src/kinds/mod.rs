@@ -23,7 +23,8 @@ use serde_json::Value;
 pub trait ApiKind:
     serde::de::DeserializeOwned + serde::Serialize + k8s_openapi::Resource + Send + Sync + 'static
 {
-    /// Fills the fields upstream defaults (`SetDefaults_<Kind>`). Runs on every write.
+    /// Fills the fields upstream defaults (`SetDefaults_<Kind>`). Runs on every write but the
+    /// `status` writes of kinds with [`ApiKind::PREPARE_STATUS`].
     fn set_defaults(&mut self) {}
 
     /// Returns every problem with the object, each tied to a field path. Metadata names,
@@ -37,7 +38,16 @@ pub trait ApiKind:
     fn validate_update(&self, _old: &Self) -> FieldErrors {
         Vec::new()
     }
+
+    /// For kinds whose status strategy keeps the stored object apart from its status and
+    /// checks neither spec nor status (upstream's pod status strategy): normalizes the status
+    /// a `status` write brings. `None` runs the whole of [`prepare`] on such writes instead.
+    const PREPARE_STATUS: Option<PrepareStatus> = None;
 }
+
+/// Decodes a `status` value (`null` when absent), fills its defaults and encodes it back;
+/// `Ok(None)` when there is no status. A decode failure is `Err(message)`, as in [`prepare`].
+pub type PrepareStatus = fn(Value) -> Result<Option<Value>, String>;
 
 /// How much of [`prepare`] to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +77,7 @@ pub fn prepare<T: ApiKind>(obj: Value, old: Option<&Value>, mode: Mode) -> Resul
         typed.set_defaults();
         errors = typed.validate();
         if let Some(old) = old {
-            let old_typed: T = serde_json::from_value(old.clone()).map_err(|e| e.to_string())?;
+            let old_typed = <T as serde::Deserialize>::deserialize(old).map_err(|e| e.to_string())?;
             errors.extend(typed.validate_update(&old_typed));
         }
     }
@@ -107,6 +117,8 @@ fn drop_empty_collections(obj: &mut Value) {
 pub struct KindOps {
     /// [`prepare`] for the kind's type.
     pub prepare: fn(Value, Option<&Value>, Mode) -> Result<Prepared, String>,
+    /// [`ApiKind::PREPARE_STATUS`] of the kind.
+    pub prepare_status: Option<PrepareStatus>,
 }
 
 impl std::fmt::Debug for KindOps {
@@ -117,7 +129,7 @@ impl std::fmt::Debug for KindOps {
 
 /// The operations of `T`, for use in `static` catalog tables.
 pub const fn ops<T: ApiKind>() -> KindOps {
-    KindOps { prepare: prepare::<T> }
+    KindOps { prepare: prepare::<T>, prepare_status: T::PREPARE_STATUS }
 }
 
 #[cfg(test)]

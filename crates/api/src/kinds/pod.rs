@@ -13,8 +13,8 @@ use crate::validation::{FieldError, FieldErrors, FieldPath, names};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
     NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, Pod, PodAffinityTerm, PodSpec,
-    PodTemplateSpec, Probe, ResourceFieldSelector, ResourceRequirements, SecurityContext, Toleration, Volume,
-    VolumeDevice, VolumeMount,
+    PodStatus, PodTemplateSpec, Probe, ResourceFieldSelector, ResourceRequirements, SecurityContext, Toleration,
+    Volume, VolumeDevice, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -747,20 +747,24 @@ pub(super) fn default_pod(pod: &mut Pod) {
     }
     default_pod_spec(spec);
     add_default_toleration_seconds(spec);
-    // The singular status IPs mirror the first entry of the plural lists (upstream's conversion).
     if let Some(status) = &mut pod.status {
-        if status.pod_ips.as_ref().is_none_or(|v| v.is_empty()) && !st(&status.pod_ip).is_empty() {
-            status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP { ip: st(&status.pod_ip).to_string() }]);
-        }
-        if let Some(first) = status.pod_ips.as_ref().and_then(|v| v.first()) {
-            status.pod_ip = Some(first.ip.clone());
-        }
-        if status.host_ips.as_ref().is_none_or(|v| v.is_empty()) && !st(&status.host_ip).is_empty() {
-            status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP { ip: st(&status.host_ip).to_string() }]);
-        }
-        if let Some(first) = status.host_ips.as_ref().and_then(|v| v.first()) {
-            status.host_ip = Some(first.ip.clone());
-        }
+        default_pod_status(status);
+    }
+}
+
+/// The singular status IPs mirror the first entry of the plural lists (upstream's conversion).
+pub(super) fn default_pod_status(status: &mut PodStatus) {
+    if status.pod_ips.as_ref().is_none_or(|v| v.is_empty()) && !st(&status.pod_ip).is_empty() {
+        status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP { ip: st(&status.pod_ip).to_string() }]);
+    }
+    if let Some(first) = status.pod_ips.as_ref().and_then(|v| v.first()) {
+        status.pod_ip = Some(first.ip.clone());
+    }
+    if status.host_ips.as_ref().is_none_or(|v| v.is_empty()) && !st(&status.host_ip).is_empty() {
+        status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP { ip: st(&status.host_ip).to_string() }]);
+    }
+    if let Some(first) = status.host_ips.as_ref().and_then(|v| v.first()) {
+        status.host_ip = Some(first.ip.clone());
     }
 }
 

@@ -31,7 +31,12 @@ pub async fn bind(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiR
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         ));
     }
+    // What the last attempt handed the store (an attempt runs again when its write lost).
+    let mut written: Option<bytes::Bytes> = None;
     let result = guaranteed_update(&*srv.store, &key, |kv| {
+        if let Some(lost) = written.take() {
+            srv.cache.unprime(&key, &lost);
+        }
         let mut pod = from_kv(kv)?;
         if pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
             return Err(ApiError::conflict(gr(res), &name, "pod is being deleted, cannot be assigned to a host"));
@@ -46,9 +51,15 @@ pub async fn bind(srv: &ApiServer, req: &ResourceRequest, ctx: &mut Ctx) -> ApiR
             conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
         conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now()}));
         pod["status"]["conditions"] = json!(conditions);
-        Ok(Update::Write(to_bytes(&pod)))
+        let bytes = to_bytes(&pod);
+        srv.cache.prime(&key, &bytes, &pod);
+        written = Some(bytes.clone());
+        Ok(Update::Write(bytes))
     })
     .await;
+    if let (Err(_), Some(lost)) = (&result, written) {
+        srv.cache.unprime(&key, &lost);
+    }
     match result {
         Ok(_) => Ok(json_response(
             201,

@@ -77,7 +77,15 @@ async fn create_prepared(srv: &ApiServer, req: &ResourceRequest, obj: Value, dry
         return Ok(obj);
     }
     let stored = to_storage(res, obj)?;
-    let kv = srv.store.create(&key, to_bytes(&stored)).await.map_err(|e| ApiError::from_store(e, gr(res), &name))?;
+    let bytes = to_bytes(&stored);
+    srv.cache.prime(&key, &bytes, &stored);
+    let kv = match srv.store.create(&key, bytes.clone()).await {
+        Ok(kv) => kv,
+        Err(e) => {
+            srv.cache.unprime(&key, &bytes);
+            return Err(ApiError::from_store(e, gr(res), &name));
+        }
+    };
     // The stored bytes are exactly `stored`; only the revision is new.
     let mut created = stored;
     object::meta_mut(&mut created).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));

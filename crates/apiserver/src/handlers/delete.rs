@@ -243,6 +243,7 @@ pub async fn delete_one(
             return Ok(Outcome::Pending(from_storage(res, new)?));
         }
         let bytes = object::to_bytes(&new);
+        srv.cache.prime(&key, &bytes, &new);
         let result = guaranteed_update::<ApiError, _>(&*srv.store, &key, |current| {
             if current.mod_revision != kv.mod_revision {
                 return Err(ApiError::stale(gr(res), name));
@@ -250,6 +251,9 @@ pub async fn delete_one(
             Ok(Update::Write(Bytes::clone(&bytes)))
         })
         .await;
+        if result.is_err() {
+            srv.cache.unprime(&key, &bytes);
+        }
         match result {
             Ok(kv) => return Ok(Outcome::Pending(from_storage(res, from_kv(&kv)?)?)),
             Err(UpdateError::Aborted(_)) => continue,

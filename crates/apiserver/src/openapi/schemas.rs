@@ -530,6 +530,27 @@ mod tests {
         }
     }
 
+    /// Stored objects went through their `k8s-openapi` type, so they hold only the fields the
+    /// type knows; field validation of patches relies on the schema table knowing them all
+    /// (`decode::unknown_patched_fields`).
+    #[test]
+    fn the_schema_table_knows_every_field_of_the_served_types() {
+        let defs = Definitions::build(Flavor::V3);
+        let roots: Vec<&str> = catalog::all().iter().filter_map(|r| defs.kind(&r.api_version(), r.kind)).collect();
+        let (mut unknown, mut checked) = (Vec::new(), 0);
+        for (name, schema) in defs.closure(roots) {
+            let Some(message) = rudder_api::schema::message(&name).filter(|m| m.special().is_none()) else { continue };
+            for field in schema.get("properties").and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k) {
+                checked += 1;
+                if message.field(field).is_none() && field != "apiVersion" && field != "kind" {
+                    unknown.push(format!("{name}.{field}"));
+                }
+            }
+        }
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert!(checked > 1000, "{checked}");
+    }
+
     #[test]
     fn swagger_keeps_described_references() {
         let defs = Definitions::build(Flavor::V2);

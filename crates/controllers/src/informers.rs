@@ -1,5 +1,6 @@
-//! Shared informers: one watch per resource for the whole controller manager, as
-//! kube-controller-manager's shared informer factory gives its controllers.
+//! Shared informers: one watch per resource for the whole process (controller manager,
+//! scheduler and simulated nodes), as kube-controller-manager's shared informer factory gives
+//! its controllers.
 //!
 //! Every pod change used to be decoded once per controller that watched pods (seven of them),
 //! and each kept its own copy of every pod. A [`SharedInformer`] decodes each event once, keeps
@@ -27,7 +28,8 @@ use tokio::sync::{mpsc, watch};
 /// A watch event whose object is shared with the store and the other subscribers.
 pub type SharedEvent<K> = watcher::Event<Arc<K>>;
 
-/// The watches the controllers share.
+/// The watches the control loops of one process share. They run whether or not this process
+/// leads: a component that gains the lease subscribes and is shown the current state at once.
 #[derive(Clone)]
 pub struct Informers {
     pub pods: Arc<SharedInformer<Pod>>,
@@ -36,13 +38,20 @@ pub struct Informers {
 }
 
 impl Informers {
-    /// Starts the shared watches (pods, nodes, Services in every namespace).
+    /// Starts the shared watches (pods, nodes, Services in every namespace). Pods are kept
+    /// without what only a kubelet reads ([`drop_kubelet_only_fields`]).
     pub fn start(client: &Client) -> Self {
         Informers {
             pods: Arc::new(SharedInformer::start_with(Api::all(client.clone()), drop_kubelet_only_fields)),
             nodes: Arc::new(SharedInformer::start(Api::all(client.clone()))),
             services: Arc::new(SharedInformer::start(Api::all(client.clone()))),
         }
+    }
+}
+
+impl Debug for Informers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Informers").finish_non_exhaustive()
     }
 }
 

@@ -49,19 +49,29 @@ pub struct Options {
 }
 
 /// Runs every controller while this process holds the `kube-system/kube-controller-manager`
-/// Lease ([`leader`]), until `shutdown` turns true.
-pub async fn run(client: Client, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Lease ([`leader`]), until `shutdown` turns true. The controllers follow pods, nodes and
+/// Services through `shared`, which outlives a term of leadership.
+pub async fn run(
+    client: Client,
+    options: Options,
+    shared: informers::Informers,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let identity = leader::default_identity();
     let (ns, lease) = (leader::LEASE_NAMESPACE, leader::CONTROLLER_MANAGER_LEASE);
     leader::run_while_leading(client.clone(), ns, lease, &identity, shutdown, move |leading| {
-        run_controllers(client.clone(), options.clone(), leading)
+        run_controllers(client.clone(), options.clone(), shared.clone(), leading)
     })
     .await
 }
 
 /// Runs every controller until `shutdown` turns true.
-async fn run_controllers(client: Client, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
-    let shared = informers::Informers::start(&client);
+async fn run_controllers(
+    client: Client,
+    options: Options,
+    shared: informers::Informers,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let results = futures::future::join_all([
         tokio::spawn(replicaset::run(client.clone(), shared.clone(), shutdown.clone())),
         tokio::spawn(deployment::run(client.clone(), shutdown.clone())),

@@ -1,20 +1,18 @@
-//! The running engine: one node watch, one pod watch and one timer loop shared by every node,
-//! with API writes bounded by a semaphore.
+//! The running engine: one node watch, one pod watch (the process's shared informers, or its
+//! own) and one timer loop shared by every node, with API writes bounded by a semaphore.
 
 use crate::Options;
 use crate::net::{IpAllocator, PodCidr};
 use crate::node::{self, Identity, LEASE_NAMESPACE};
 use crate::pod::{self, Decision, KILLED_EXIT_CODE, Seen};
 use crate::timers::{Timers, advance, backoff, spread};
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod};
-use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::Event;
+use kube::{Client, Resource};
 use parking_lot::Mutex;
-use rudder_controllers::informers::drop_kubelet_only_fields;
+use rudder_controllers::informers::{SharedInformer, drop_kubelet_only_fields};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +68,8 @@ struct PodEntry {
 pub(crate) struct Engine {
     client: Client,
     options: Options,
+    pod_watch: Arc<SharedInformer<Pod>>,
+    node_watch: Arc<SharedInformer<Node>>,
     pub(crate) nodes: Vec<SimNode>,
     pub(crate) by_name: HashMap<String, usize>,
     pods: Mutex<HashMap<String, PodEntry>>,
@@ -126,9 +126,18 @@ impl Engine {
             .collect();
         let by_name = nodes.iter().map(|n| (n.id.name.clone(), n.id.index)).collect();
         let writes = Semaphore::new(options.max_concurrent_writes.max(1));
+        let (pod_watch, node_watch) = match &options.shared {
+            Some(shared) => (shared.pods.clone(), shared.nodes.clone()),
+            None => (
+                Arc::new(SharedInformer::start_with(Api::all(client.clone()), drop_kubelet_only_fields)),
+                Arc::new(SharedInformer::start(Api::all(client.clone()))),
+            ),
+        };
         Engine {
             client,
             options,
+            pod_watch,
+            node_watch,
             nodes,
             by_name,
             pods: Mutex::new(HashMap::new()),
@@ -446,17 +455,15 @@ impl Engine {
 
     async fn watch_nodes(self: Arc<Self>) {
         // All nodes, not a label selection: a label edit must not look like a deletion.
-        let config = watcher::Config::default();
-        let stream = watcher::watcher(self.nodes_api(), config).default_backoff();
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
+        let mut events = self.node_watch.subscribe();
+        while let Some(event) = events.recv().await {
             match event {
-                Ok(Event::Apply(n) | Event::InitApply(n)) => {
+                Event::Apply(n) | Event::InitApply(n) => {
                     if let Some(&i) = n.metadata.name.as_ref().and_then(|name| self.by_name.get(name)) {
                         self.observe_node(i, &n, false);
                     }
                 }
-                Ok(Event::Delete(n)) => {
+                Event::Delete(n) => {
                     if let Some(&i) = n.metadata.name.as_ref().and_then(|name| self.by_name.get(name)) {
                         let mut st = self.nodes[i].state.lock();
                         if st.registered && st.uid == n.metadata.uid {
@@ -465,28 +472,24 @@ impl Engine {
                         }
                     }
                 }
-                Ok(Event::Init | Event::InitDone) => {}
-                Err(e) => tracing::warn!("node watch failed (retrying): {e}"),
+                Event::Init | Event::InitDone => {}
             }
         }
     }
 
     async fn watch_pods(self: Arc<Self>) {
-        let api: Api<Pod> = Api::all(self.client.clone());
-        // Unbound pods are of no interest; bound ones arrive as they are bound.
-        let config = watcher::Config::default().fields("spec.nodeName!=");
-        let stream = watcher::watcher(api, config).default_backoff();
-        futures::pin_mut!(stream);
+        // Unbound pods are passed over; bound ones arrive as they are bound.
+        let mut events = self.pod_watch.subscribe();
         let mut listed: Option<HashSet<String>> = None;
-        while let Some(event) = stream.next().await {
+        while let Some(event) = events.recv().await {
             match event {
-                Ok(Event::Init) => listed = Some(HashSet::new()),
-                Ok(Event::InitApply(p)) => {
+                Event::Init => listed = Some(HashSet::new()),
+                Event::InitApply(p) => {
                     if let (Some(uid), Some(seen)) = (self.observe_pod(p), listed.as_mut()) {
                         seen.insert(uid);
                     }
                 }
-                Ok(Event::InitDone) => {
+                Event::InitDone => {
                     if let Some(seen) = listed.take() {
                         let gone: Vec<String> =
                             self.pods.lock().keys().filter(|uid| !seen.contains(*uid)).cloned().collect();
@@ -499,24 +502,22 @@ impl Engine {
                     }
                     self.reschedule_pods_of(None);
                 }
-                Ok(Event::Apply(p)) => {
+                Event::Apply(p) => {
                     self.observe_pod(p);
                 }
-                Ok(Event::Delete(p)) => {
+                Event::Delete(p) => {
                     if let Some(uid) = p.metadata.uid.as_deref() {
                         self.forget_pod(uid);
                     }
                 }
-                Err(e) => tracing::warn!("pod watch failed (retrying): {e}"),
             }
         }
     }
 
-    /// Records a pod bound to one of our nodes; returns its uid if it is ours.
-    fn observe_pod(&self, mut p: Pod) -> Option<String> {
+    /// Records a pod bound to one of our nodes (as the shared informer keeps it, without what
+    /// only a real kubelet acts on); returns its uid if it is ours.
+    fn observe_pod(&self, p: Arc<Pod>) -> Option<String> {
         let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).and_then(|n| self.by_name.get(n)).copied()?;
-        // Nothing a simulated node does needs what only a real kubelet acts on.
-        drop_kubelet_only_fields(&mut p);
         let uid = p.metadata.uid.clone()?;
         let now = Instant::now();
         let deleting = p.metadata.deletion_timestamp.is_some();
@@ -546,10 +547,19 @@ impl Engine {
             if deleting && entry.seen.deletion.is_none() {
                 entry.seen.deletion = Some(now);
             }
-            entry.pod = Arc::new(p);
+            entry.pod = p;
         }
         self.now_key(Key::Pod(uid.clone()));
         Some(uid)
+    }
+
+    /// Strategic-merge patches a pod's status. The pod sent back is not decoded: the watch
+    /// brings it anyway.
+    async fn patch_pod_status(&self, ns: &str, name: &str, patch: &serde_json::Value) -> kube::Result<()> {
+        let request = kube::core::Request::new(Pod::url_path(&(), Some(ns)))
+            .patch_subresource("status", name, &PatchParams::default(), &Patch::Strategic(patch))
+            .map_err(kube::Error::BuildRequest)?;
+        self.client.request_text(request).await.map(|_| ())
     }
 
     fn forget_pod(&self, uid: &str) {
@@ -613,16 +623,13 @@ impl Engine {
                     self.pod_failed(uid);
                     return;
                 };
-                let patch = pod::running_patch(&pod, &host_ip, &ip, now);
-                api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await.map(|_| ())
+                self.patch_pod_status(&ns, &name, &pod::running_patch(&pod, &host_ip, &ip, now)).await
             }
             Decision::Complete(code) => {
-                let patch = pod::terminated_patch(&pod, code, false, now);
-                api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await.map(|_| ())
+                self.patch_pod_status(&ns, &name, &pod::terminated_patch(&pod, code, false, now)).await
             }
             Decision::Kill => {
-                let patch = pod::terminated_patch(&pod, KILLED_EXIT_CODE, true, now);
-                api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await.map(|_| ())
+                self.patch_pod_status(&ns, &name, &pod::terminated_patch(&pod, KILLED_EXIT_CODE, true, now)).await
             }
             _ => {
                 let params = DeleteParams {

@@ -49,6 +49,7 @@ pub mod pod;
 pub mod timers;
 
 use kube::Client;
+use rudder_controllers::informers::Informers;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -83,6 +84,8 @@ pub struct Options {
     pub deletion_grace_cap: Duration,
     /// API writes in flight at once, over all nodes.
     pub max_concurrent_writes: usize,
+    /// The process's shared pod and node watches; without them the engine starts its own.
+    pub shared: Option<Informers>,
 }
 
 impl Default for Options {
@@ -99,6 +102,7 @@ impl Default for Options {
             pod_run_duration: Duration::from_secs(1),
             deletion_grace_cap: Duration::from_secs(1),
             max_concurrent_writes: 32,
+            shared: None,
         }
     }
 }

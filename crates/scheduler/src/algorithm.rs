@@ -3,7 +3,8 @@
 
 use crate::cache::{Cache, NodeInfo};
 use crate::framework::{
-    Code, CycleState, FEASIBLE_NODES, FeasibleNodes, FilterPlugin, NAMESPACE_LABELS, PodInfo, ScorePlugin, Status,
+    AFFINITY_COUNTS, Code, CycleState, FilterPlugin, IMAGE_NODES, NAMESPACE_LABELS, PodInfo, PreFilter, ScorePlugin,
+    Status,
 };
 use crate::plugins;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -202,6 +203,18 @@ impl Framework {
         self.filters.iter().try_for_each(|f| f.filter(state, pod, node))
     }
 
+    /// Runs every pre-filter; returns the filters that still have to run on each node (in
+    /// order), without those whose pre-filter found they accept every node.
+    pub fn pre_filter(&self, pod: &PodInfo, nodes: &[&NodeInfo], state: &mut CycleState) -> Vec<&dyn FilterPlugin> {
+        let mut active = Vec::with_capacity(self.filters.len());
+        for f in &self.filters {
+            if f.pre_filter(pod, nodes, state) == PreFilter::Run {
+                active.push(f.as_ref());
+            }
+        }
+        active
+    }
+
     /// Weighted sum of the normalised scores of each feasible node.
     pub fn score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], nodes: &[&NodeInfo]) -> Vec<i64> {
         self.score_nodes(pod, all_nodes, nodes, false)
@@ -210,56 +223,105 @@ impl Framework {
     /// `score`, with the raw per-node scores computed on worker threads when `parallel`
     /// (the result is the same either way).
     pub fn score_nodes(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], nodes: &[&NodeInfo], parallel: bool) -> Vec<i64> {
-        let mut state = CycleState::new();
-        let names = nodes.iter().map(|n| n.name().to_string()).collect();
-        state.insert(FEASIBLE_NODES, Box::new(FeasibleNodes(names)));
-        for (plugin, _) in &self.scorers {
-            plugin.pre_score(pod, all_nodes, &mut state);
-        }
-        // raw[plugin][node]
-        let per_node =
-            |node: &NodeInfo| -> Vec<i64> { self.scorers.iter().map(|(p, _)| p.score(&state, pod, node)).collect() };
-        let rows: Vec<Vec<i64>> = if parallel && workers() > 1 {
+        self.score_with(CycleState::new(), pod, all_nodes, nodes, parallel)
+    }
+
+    /// `score_nodes` starting from `state` (facts the framework provides to the pre-scores).
+    fn score_with(
+        &self,
+        mut state: CycleState,
+        pod: &PodInfo,
+        all_nodes: &[&NodeInfo],
+        nodes: &[&NodeInfo],
+        parallel: bool,
+    ) -> Vec<i64> {
+        // Scores every feasible node gets alike, by plugin; the others are computed per node.
+        let uniform: Vec<Option<i64>> =
+            self.scorers.iter().map(|(plugin, _)| plugin.pre_score(pod, nodes, all_nodes, &mut state)).collect();
+        let active: Vec<&dyn ScorePlugin> =
+            self.scorers.iter().zip(&uniform).filter(|(_, u)| u.is_none()).map(|((p, _), _)| p.as_ref()).collect();
+        let width = active.len();
+        // raw[node * width + active plugin]
+        let score_into = |nodes: &[&NodeInfo], out: &mut Vec<i64>| {
+            for node in nodes {
+                out.extend(active.iter().map(|p| p.score(&state, pod, node)));
+            }
+        };
+        let raw: Vec<i64> = if width == 0 {
+            Vec::new()
+        } else if parallel && workers() > 1 {
             let chunks = nodes.len().div_ceil(SCORE_CHUNK);
-            let work = |c: usize| -> Vec<Vec<i64>> {
-                nodes[c * SCORE_CHUNK..((c + 1) * SCORE_CHUNK).min(nodes.len())].iter().map(|n| per_node(n)).collect()
+            let work = |c: usize| -> Vec<i64> {
+                let part = &nodes[c * SCORE_CHUNK..((c + 1) * SCORE_CHUNK).min(nodes.len())];
+                let mut out = Vec::with_capacity(part.len() * width);
+                score_into(part, &mut out);
+                out
             };
-            run_chunks(chunks, workers().min(chunks), || false, work).into_iter().flatten().collect()
+            run_chunks(chunks, workers().min(chunks), || false, work).concat()
         } else {
-            nodes.iter().map(|n| per_node(n)).collect()
+            let mut out = Vec::with_capacity(nodes.len() * width);
+            score_into(nodes, &mut out);
+            out
         };
         let mut total = vec![0i64; nodes.len()];
-        let mut raw = vec![0i64; nodes.len()];
-        for (i, (plugin, weight)) in self.scorers.iter().enumerate() {
-            for (slot, row) in raw.iter_mut().zip(&rows) {
-                *slot = row[i];
+        // What the plugins that score every node alike add to each node.
+        let mut shared = 0;
+        let mut column = vec![0i64; if width == 0 { 0 } else { nodes.len() }];
+        let mut next_active = 0;
+        for ((plugin, weight), uniform) in self.scorers.iter().zip(&uniform) {
+            match uniform {
+                Some(raw_score) => {
+                    let mut one = [*raw_score];
+                    plugin.normalize(&mut one);
+                    shared += one[0] * weight;
+                }
+                None => {
+                    for (slot, row) in column.iter_mut().zip(raw.chunks_exact(width)) {
+                        *slot = row[next_active];
+                    }
+                    next_active += 1;
+                    plugin.normalize(&mut column);
+                    for (t, s) in total.iter_mut().zip(&column) {
+                        *t += s * weight;
+                    }
+                }
             }
-            plugin.normalize(&mut raw);
-            for (t, s) in total.iter_mut().zip(&raw) {
-                *t += s * weight;
-            }
+        }
+        if shared != 0 {
+            total.iter_mut().for_each(|t| *t += shared);
         }
         total
     }
 
-    /// Filters one node, with the pods nominated to it (of at least the pod's priority) added.
-    fn filter_node(&self, state: &CycleState, pod: &PodInfo, cache: &Cache, node: &NodeInfo) -> Result<(), Status> {
-        let nominated = cache.nominated_on(node.name(), pod.priority, &pod.key);
-        if nominated.is_empty() {
-            self.run_filters(state, pod, node)
-        } else {
-            let mut with_nominated = node.clone();
-            nominated.into_iter().for_each(|p| with_nominated.add_pod(p));
-            self.run_filters(state, pod, &with_nominated)
+    /// Runs `filters` on one node, with the pods nominated to it (of at least the pod's
+    /// priority) added when `nominations` says the cache has any.
+    fn filter_node(
+        &self,
+        filters: &[&dyn FilterPlugin],
+        state: &CycleState,
+        pod: &PodInfo,
+        cache: &Cache,
+        node: &NodeInfo,
+        nominations: bool,
+    ) -> Result<(), Status> {
+        if nominations {
+            let nominated = cache.nominated_on(node.name(), pod.priority, &pod.key);
+            if !nominated.is_empty() {
+                let mut with_nominated = node.clone();
+                nominated.into_iter().for_each(|p| with_nominated.add_pod(p));
+                return filters.iter().try_for_each(|f| f.filter(state, pod, &with_nominated));
+            }
         }
+        filters.iter().try_for_each(|f| f.filter(state, pod, node))
     }
 
     /// Walks the nodes round-robin from `start` until `wanted` feasible nodes are found (or
-    /// all are examined). Returns the feasible nodes, the rejections met on the way, and how
-    /// many nodes were examined. With `parallel`, fixed-size chunks of the walk are handed in
-    /// order to worker threads, and no further chunk is handed out once enough feasible
-    /// nodes are known; since handed-out chunks always form a prefix of the walk, replaying
-    /// their verdicts in order gives exactly the sequential answer.
+    /// all are examined), running `filters` (see [`Framework::pre_filter`]). Returns the
+    /// feasible nodes, the rejections met on the way, and how many nodes were examined. With
+    /// `parallel`, fixed-size chunks of the walk are handed in order to worker threads, and no
+    /// further chunk is handed out once enough feasible nodes are known; since handed-out
+    /// chunks always form a prefix of the walk, replaying their verdicts in order gives
+    /// exactly the sequential answer.
     #[allow(clippy::too_many_arguments)]
     pub fn find_feasible<'a>(
         &self,
@@ -267,19 +329,23 @@ impl Framework {
         cache: &Cache,
         nodes: &[&'a NodeInfo],
         state: &CycleState,
+        filters: &[&dyn FilterPlugin],
         start: usize,
         wanted: usize,
         parallel: bool,
     ) -> (Vec<&'a NodeInfo>, Vec<(String, Status)>, usize) {
         let all = nodes.len();
-        let at = |i: usize| nodes[(start + i) % all];
+        let start = start % all.max(1);
+        // The i-th node of the walk (`i < all`), without a division per node.
+        let at = |i: usize| nodes[if start + i >= all { start + i - all } else { start + i }];
+        let nominations = cache.has_nominations();
         let threads = workers().min(all.div_ceil(FILTER_CHUNK));
         let verdicts: Vec<Result<(), Status>> = if parallel && threads > 1 {
             let chunks = all.div_ceil(FILTER_CHUNK);
             let found = AtomicUsize::new(0);
             let work = |c: usize| -> Vec<Result<(), Status>> {
                 let part: Vec<_> = (c * FILTER_CHUNK..((c + 1) * FILTER_CHUNK).min(all))
-                    .map(|i| self.filter_node(state, pod, cache, at(i)))
+                    .map(|i| self.filter_node(filters, state, pod, cache, at(i), nominations))
                     .collect();
                 found.fetch_add(part.iter().filter(|v| v.is_ok()).count(), Ordering::AcqRel);
                 part
@@ -304,7 +370,7 @@ impl Framework {
                     None => break,
                 }
             } else {
-                self.filter_node(state, pod, cache, node)
+                self.filter_node(filters, state, pod, cache, node, nominations)
             };
             examined += 1;
             match verdict {
@@ -329,13 +395,13 @@ impl Framework {
         }
         let mut state = CycleState::new();
         state.insert(NAMESPACE_LABELS, Box::new(cache.namespaces()));
-        for f in &self.filters {
-            f.pre_filter(pod, &nodes, &mut state);
-        }
+        state.insert(AFFINITY_COUNTS, Box::new(cache.affinity_counts()));
+        let filters = self.pre_filter(pod, &nodes, &mut state);
         let wanted = feasible_nodes_to_find(all);
         let start = self.next_start.load(Ordering::Relaxed) % all;
         let parallel = all >= self.parallel_min_nodes;
-        let (feasible, statuses, examined) = self.find_feasible(pod, cache, &nodes, &state, start, wanted, parallel);
+        let (feasible, statuses, examined) =
+            self.find_feasible(pod, cache, &nodes, &state, &filters, start, wanted, parallel);
         self.next_start.store((start + examined) % all, Ordering::Relaxed);
         match feasible.len() {
             0 => {
@@ -350,7 +416,12 @@ impl Framework {
             }
             1 => Ok(feasible[0].name().to_string()),
             _ => {
-                let scores = self.score_nodes(pod, &nodes, &feasible, feasible.len() >= self.parallel_min_nodes);
+                let mut score_state = CycleState::new();
+                score_state.insert(NAMESPACE_LABELS, Box::new(cache.namespaces()));
+                score_state.insert(AFFINITY_COUNTS, Box::new(cache.affinity_counts()));
+                score_state.insert(IMAGE_NODES, Box::new(cache.image_nodes()));
+                let parallel = feasible.len() >= self.parallel_min_nodes;
+                let scores = self.score_with(score_state, pod, &nodes, &feasible, parallel);
                 Ok(feasible[select_best(&scores, rng)].name().to_string())
             }
         }
@@ -424,9 +495,8 @@ impl Framework {
         let nodes: Vec<&NodeInfo> = cache.nodes().collect();
         let mut state = CycleState::new();
         state.insert(NAMESPACE_LABELS, Box::new(cache.namespaces()));
-        for f in &self.filters {
-            f.pre_filter(pod, &nodes, &mut state);
-        }
+        state.insert(AFFINITY_COUNTS, Box::new(cache.affinity_counts()));
+        self.pre_filter(pod, &nodes, &mut state);
         // Filters that count other pods (inter-pod affinity, spread) must see the victims gone:
         // their pre-filter state is computed again over the nodes with the candidate replaced.
         let hard_spread = pod
@@ -444,13 +514,18 @@ impl Framework {
             let view: Vec<&NodeInfo> = nodes.iter().map(|n| if n.name() == sim.name() { sim } else { *n }).collect();
             let mut fresh = CycleState::new();
             fresh.insert(NAMESPACE_LABELS, Box::new(cache.namespaces()));
-            for f in &self.filters {
-                f.pre_filter(pod, &view, &mut fresh);
-            }
+            self.pre_filter(pod, &view, &mut fresh);
             self.run_filters(&fresh, pod, sim).is_ok()
         };
+        // As upstream's dry run: enough candidates once at least one violates no budget and
+        // there are 10% of the nodes (at least 100) in all.
+        let enough = (nodes.len() / 10).max(100);
+        let (mut candidates, mut clean) = (0usize, 0usize);
         let mut best: Option<((usize, i64, i64, usize), Preemption)> = None;
         for (name, status) in &fit.statuses {
+            if clean > 0 && candidates >= enough {
+                break;
+            }
             if status.code != Code::Unschedulable {
                 continue;
             }
@@ -491,6 +566,8 @@ impl Framework {
                 victims.iter().map(|v| i64::from(v.priority)).sum::<i64>(),
                 victims.len(),
             );
+            candidates += 1;
+            clean += usize::from(pdb_violations == 0);
             if best.as_ref().is_none_or(|(r, _)| rank < *r) {
                 best = Some((rank, Preemption { node: name.clone(), victims, pdb_violations }));
             }
@@ -620,6 +697,36 @@ mod tests {
             seen.insert(f.schedule(&p, &cache, &mut r).unwrap());
         }
         assert_eq!(seen.len(), 4, "equal nodes are all chosen sometimes");
+    }
+
+    #[test]
+    fn preferred_affinity_reaches_namespaces_by_label() {
+        let f = Framework::default();
+        let mut cache = Cache::new();
+        for name in ["a", "b", "c"] {
+            cache.upsert_node(node(name, "4", json!({})));
+        }
+        cache.upsert_namespace("prod", [("env".to_string(), "prod".to_string())].into());
+        let db: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "prod", "labels": {"app": "db"}},
+            "spec": {"nodeName": "b", "containers": [{"name": "c", "image": "db"}]}
+        }))
+        .unwrap();
+        cache.upsert_bound_pod(Arc::new(db));
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "web"}], "affinity": {"podAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+                    "labelSelector": {"matchLabels": {"app": "db"}},
+                    "namespaceSelector": {"matchLabels": {"env": "prod"}},
+                    "topologyKey": "kubernetes.io/hostname"}}]}}}
+        }))
+        .unwrap();
+        let p = PodInfo::new(Arc::new(p));
+        let mut r = rng();
+        for _ in 0..16 {
+            assert_eq!(f.schedule(&p, &cache, &mut r).unwrap(), "b", "the preferred term matches prod's db pod");
+        }
     }
 
     #[test]
@@ -828,11 +935,9 @@ mod tests {
         for (cpu, wanted, start) in [("1500m", 100, 0), ("1500m", 1000, 17), ("3", 144, 440), ("100", 100, 3)] {
             let p = pod_requesting("p", cpu, "0");
             let mut state = CycleState::new();
-            for filter in &f.filters {
-                filter.pre_filter(&p, &nodes, &mut state);
-            }
-            let seq = f.find_feasible(&p, &cache, &nodes, &state, start, wanted, false);
-            let par = f.find_feasible(&p, &cache, &nodes, &state, start, wanted, true);
+            let filters = f.pre_filter(&p, &nodes, &mut state);
+            let seq = f.find_feasible(&p, &cache, &nodes, &state, &filters, start, wanted, false);
+            let par = f.find_feasible(&p, &cache, &nodes, &state, &filters, start, wanted, true);
             let names = |v: &[&NodeInfo]| v.iter().map(|n| n.name().to_string()).collect::<Vec<_>>();
             assert_eq!(names(&seq.0), names(&par.0), "feasible for {cpu}");
             assert_eq!(seq.1, par.1, "statuses for {cpu}");
@@ -845,5 +950,157 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A mixed cluster: zones, taints (hard, soft), a cordoned node, images, and existing pods
+    /// without and (when `affinity`) with pod (anti-)affinity terms.
+    fn mixed_cluster(affinity: bool) -> Cache {
+        let mut cache = Cache::new();
+        for i in 0..12 {
+            let name = format!("m{i:02}");
+            let cpu = ["1", "2", "4"][i % 3];
+            let mut v = json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                "spec": {}, "status": {"allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"}}});
+            if i != 11 {
+                v["metadata"]["labels"]["zone"] = json!(format!("z{}", i % 3));
+            }
+            match i % 4 {
+                1 => v["spec"]["taints"] = json!([{"key": "k", "value": "v", "effect": "NoSchedule"}]),
+                2 => v["spec"]["taints"] = json!([{"key": "soft", "effect": "PreferNoSchedule"}]),
+                _ => {}
+            }
+            if i == 7 {
+                v["spec"]["unschedulable"] = json!(true);
+            }
+            if i % 3 == 0 {
+                v["status"]["images"] =
+                    json!([{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 300 * 1024 * 1024}]);
+            }
+            cache.upsert_node(serde_json::from_value(v).unwrap());
+        }
+        let existing = |name: &str, app: &str, affinity: Value, owned: bool| -> Arc<PodInfo> {
+            let mut v = json!({"metadata": {"name": name, "namespace": "default", "uid": name, "labels": {"app": app}},
+                "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}], "affinity": affinity}});
+            if owned {
+                v["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs", "controller": true}]);
+            }
+            Arc::new(PodInfo::new(Arc::new(serde_json::from_value(v).unwrap())))
+        };
+        for i in 0..12 {
+            let app = ["web", "db", "cache"][i % 3];
+            cache.assume(existing(&format!("e{i}"), app, json!(null), i % 2 == 0), &format!("m{i:02}"));
+        }
+        if affinity {
+            let term = |app: &str| json!([{"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"}]);
+            let anti = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("web")}});
+            cache.assume(existing("repel", "db", anti, false), "m04");
+            let soft = json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 7, "podAffinityTerm": term("web")[0].clone()}]}});
+            cache.assume(existing("attract", "cache", soft, false), "m05");
+        }
+        cache
+    }
+
+    /// Pods touching every plugin's fast and slow paths.
+    fn varied_pods() -> Vec<PodInfo> {
+        let term = |app: &str| json!([{"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"}]);
+        let specs = [
+            json!({}),
+            json!({"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}, {"name": "d", "image": "nginx"}]}),
+            json!({"tolerations": [{"operator": "Exists"}]}),
+            json!({"tolerations": [{"key": "soft", "operator": "Exists", "effect": "PreferNoSchedule"}]}),
+            json!({"nodeSelector": {"zone": "z1"}}),
+            json!({"nodeSelector": {}}),
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z0", "z2"]}]}]}}}}),
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 5, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}}]}}}),
+            json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+            json!({"nodeName": "m03"}),
+            json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"app": "web"}}}]}),
+            json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app": "web"}}}]}),
+            json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("db")}}}),
+            json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("cache")}}}),
+            json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 3, "podAffinityTerm": term("db")[0].clone()}]}}}),
+        ];
+        let mut pods: Vec<PodInfo> = specs
+            .into_iter()
+            .map(|spec| {
+                let mut v = json!({"metadata": {"name": "p", "namespace": "default", "uid": "p", "labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]}});
+                for (k, x) in spec.as_object().unwrap() {
+                    v["spec"][k] = x.clone();
+                }
+                PodInfo::new(Arc::new(serde_json::from_value(v).unwrap()))
+            })
+            .collect();
+        pods.push(PodInfo::new(Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "r", "namespace": "default", "uid": "r", "labels": {"app": "web"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs", "controller": true}]},
+                "spec": {"containers": [{"name": "c"}]}}))
+            .unwrap(),
+        )));
+        pods
+    }
+
+    /// Skipped filters and scores every node shares change nothing: the framework's answers
+    /// equal running every filter and scoring every node with every plugin.
+    #[test]
+    fn skips_and_shared_scores_match_full_evaluation() {
+        let f = Framework::default();
+        for affinity in [false, true] {
+            let cache = mixed_cluster(affinity);
+            let nodes: Vec<&NodeInfo> = cache.nodes().collect();
+            for (i, pod) in varied_pods().iter().enumerate() {
+                let mut with_counts = CycleState::new();
+                with_counts.insert(AFFINITY_COUNTS, Box::new(cache.affinity_counts()));
+                let active = f.pre_filter(pod, &nodes, &mut with_counts);
+                let mut plain = CycleState::new();
+                let _ = f.pre_filter(pod, &nodes, &mut plain);
+                let mut feasible = Vec::new();
+                for node in &nodes {
+                    let full = f.run_filters(&plain, pod, node);
+                    assert_eq!(f.run_filters(&with_counts, pod, node), full, "pod {i} on {}", node.name());
+                    let skipped = active.iter().try_for_each(|p| p.filter(&with_counts, pod, node));
+                    assert_eq!(skipped, full, "pod {i} on {}", node.name());
+                    if full.is_ok() {
+                        feasible.push(*node);
+                    }
+                }
+                if feasible.len() < 2 {
+                    feasible = nodes.clone();
+                }
+                let mut state = CycleState::new();
+                for (plugin, _) in &f.scorers {
+                    let _ = plugin.pre_score(pod, &feasible, &nodes, &mut state);
+                }
+                let mut want = vec![0i64; feasible.len()];
+                for (plugin, weight) in &f.scorers {
+                    let mut raw: Vec<i64> = feasible.iter().map(|n| plugin.score(&state, pod, n)).collect();
+                    plugin.normalize(&mut raw);
+                    want.iter_mut().zip(&raw).for_each(|(t, s)| *t += s * weight);
+                }
+                assert_eq!(f.score_nodes(pod, &nodes, &feasible, false), want, "pod {i}");
+                let mut facts = CycleState::new();
+                facts.insert(AFFINITY_COUNTS, Box::new(cache.affinity_counts()));
+                facts.insert(IMAGE_NODES, Box::new(cache.image_nodes()));
+                assert_eq!(f.score_with(facts, pod, &nodes, &feasible, false), want, "pod {i} (cache facts)");
+            }
+        }
+    }
+
+    #[test]
+    fn cycle_state_replaces_and_reads_by_type() {
+        let mut state = CycleState::new();
+        state.insert("a", Box::new(1u32));
+        state.insert("b", Box::new("x"));
+        state.insert("a", Box::new(2u32));
+        assert_eq!(state.read::<u32>("a"), Some(&2));
+        assert_eq!(state.read::<u64>("a"), None);
+        assert_eq!(state.read::<&str>("b"), Some(&"x"));
+        assert!(state.contains_key("b") && !state.contains_key("c"));
     }
 }

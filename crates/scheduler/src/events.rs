@@ -12,9 +12,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::Request;
 use kube::runtime::events::{Event, EventType, Reporter};
+use kube::{Client, Resource};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -137,14 +138,17 @@ impl Recorder {
                 None => self.new_event(ev, regarding, now),
             }
         };
+        // The Event sent back is not decoded: nothing here reads it.
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
-        let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
-        let name = event.metadata.name.clone().unwrap_or_default();
-        if event.series.is_some() {
-            events.patch(&name, &PatchParams::default(), &Patch::Merge(&event)).await?;
+        let request = Request::new(K8sEvent::url_path(&(), Some(namespace)));
+        let request = if event.series.is_some() {
+            let name = event.metadata.name.as_deref().unwrap_or_default();
+            request.patch(name, &PatchParams::default(), &Patch::Merge(&event))
         } else {
-            events.create(&PostParams::default(), &event).await?;
-        }
+            let body = serde_json::to_vec(&event).map_err(kube::Error::SerdeError)?;
+            request.create(&PostParams::default(), body)
+        };
+        self.client.request_text(request.map_err(kube::Error::BuildRequest)?).await?;
         let mut cache = self.cache.lock();
         cache.order.push_back((now, key.clone()));
         cache.events.insert(key, event);

@@ -3,7 +3,6 @@
 use crate::cache::NodeInfo;
 use crate::resources::{Resource, pod_non_zero_requests, pod_requests};
 use k8s_openapi::api::core::v1::Pod;
-use rudder_controllers::informers::drop_kubelet_only_fields;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,21 +71,6 @@ pub struct PodInfo {
     pub has_pod_affinity_terms: bool,
 }
 
-/// Drops what no plugin reads before a pod is kept in the queue or the cache: what only a
-/// kubelet acts on (see [`drop_kubelet_only_fields`]), ephemeral containers and the container
-/// statuses. The cache keeps every bound pod of the cluster.
-pub fn retain_scheduling_fields(pod: &mut Pod) {
-    drop_kubelet_only_fields(pod);
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.ephemeral_containers = None;
-    }
-    if let Some(status) = pod.status.as_mut() {
-        status.container_statuses = None;
-        status.init_container_statuses = None;
-        status.ephemeral_container_statuses = None;
-    }
-}
-
 /// `namespace/name` of a pod.
 pub fn pod_key(pod: &Pod) -> String {
     format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
@@ -132,45 +116,114 @@ impl PodInfo {
     }
 }
 
-/// Per-cycle data plugins compute once before filtering (upstream's CycleState), keyed by
-/// plugin name.
-pub type CycleState = HashMap<&'static str, Box<dyn Any + Send + Sync>>;
+/// Per-cycle data plugins compute once before filtering or scoring (upstream's CycleState),
+/// keyed by plugin name. A cycle holds a handful of entries, so lookups scan a short list.
+#[derive(Default)]
+pub struct CycleState {
+    entries: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
+}
+
+impl CycleState {
+    pub fn new() -> CycleState {
+        CycleState::default()
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn insert(&mut self, key: &'static str, value: Box<dyn Any + Send + Sync>) {
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => *slot = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&self, key: &str) -> Option<&(dyn Any + Send + Sync)> {
+        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_ref())
+    }
+
+    /// The value stored under `key`, if it is a `T`.
+    pub fn read<T: Any>(&self, key: &str) -> Option<&T> {
+        self.get(key).and_then(|v| v.downcast_ref::<T>())
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
+/// What a pre-filter tells the framework about its filter for this cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreFilter {
+    /// Run the filter on each node.
+    Run,
+    /// The filter accepts every node this cycle (upstream's `Skip`): the framework need not
+    /// call it.
+    Skip,
+}
 
 /// Decides whether a node can run a pod.
 pub trait FilterPlugin: Send + Sync {
     fn name(&self) -> &'static str;
     /// Computes what the filter needs across all nodes (e.g. counts of matching pods).
-    fn pre_filter(&self, _pod: &PodInfo, _nodes: &[&NodeInfo], _state: &mut CycleState) {}
+    fn pre_filter(&self, _pod: &PodInfo, _nodes: &[&NodeInfo], _state: &mut CycleState) -> PreFilter {
+        PreFilter::Run
+    }
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status>;
 }
-
-/// The `CycleState` key under which the framework stores, before `pre_score`, the names of
-/// the nodes that passed the filters (as a `FeasibleNodes`).
-pub const FEASIBLE_NODES: &str = "framework/FeasibleNodes";
 
 /// Cycle state key of the namespaces' labels (an `Arc<NamespaceLabels>`), set by the framework.
 pub const NAMESPACE_LABELS: &str = "framework/NamespaceLabels";
 
 /// The namespaces' labels of this cycle (none known when the framework set none).
 pub fn namespace_labels(state: &CycleState) -> Arc<crate::selectors::NamespaceLabels> {
-    state
-        .get(NAMESPACE_LABELS)
-        .and_then(|b| b.downcast_ref::<Arc<crate::selectors::NamespaceLabels>>())
-        .cloned()
-        .unwrap_or_default()
+    state.read::<Arc<crate::selectors::NamespaceLabels>>(NAMESPACE_LABELS).cloned().unwrap_or_default()
 }
 
-/// The names of the nodes being scored (see `FEASIBLE_NODES`).
-pub struct FeasibleNodes(pub Vec<String>);
+/// Cycle state key of the cache's [`AffinityCounts`], set by the framework.
+pub const AFFINITY_COUNTS: &str = "framework/AffinityCounts";
+
+/// How many pods in the cache (on any node) have pod (anti-)affinity terms. The counts cover
+/// at least the pods on the nodes the plugins are given, so zero means none of those has any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AffinityCounts {
+    /// Pods with required anti-affinity terms.
+    pub required_anti_affinity: usize,
+    /// Pods with any pod affinity or anti-affinity terms.
+    pub affinity_terms: usize,
+}
+
+/// The cache's affinity counts of this cycle, when the framework set them.
+pub fn affinity_counts(state: &CycleState) -> Option<AffinityCounts> {
+    state.read::<AffinityCounts>(AFFINITY_COUNTS).copied()
+}
+
+/// Cycle state key of how many nodes report each image (an `Arc<ImageNodes>`), set by the
+/// framework from the cache.
+pub const IMAGE_NODES: &str = "framework/ImageNodes";
+
+/// Normalised image name → number of nodes with a Node object that report the image.
+pub type ImageNodes = HashMap<String, usize>;
 
 /// Ranks the nodes that passed the filters.
 pub trait ScorePlugin: Send + Sync {
     fn name(&self) -> &'static str;
-    /// Computes what scoring needs across all nodes of the cluster.
-    fn pre_score(&self, _pod: &PodInfo, _all_nodes: &[&NodeInfo], _state: &mut CycleState) {}
+    /// Computes what scoring needs, given the feasible `nodes` and all nodes of the cluster.
+    /// Returns `Some(raw)` when `score` would give every feasible node `raw`: the framework
+    /// then does not call `score` this cycle.
+    fn pre_score(
+        &self,
+        _pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        _all_nodes: &[&NodeInfo],
+        _state: &mut CycleState,
+    ) -> Option<i64> {
+        None
+    }
     /// A raw score for one node.
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;
     /// Brings the raw scores of all feasible nodes into 0..=100 (default: already there).
+    /// Scores that are all equal must normalise to what a lone node with that score gets: the
+    /// framework normalises a raw score every node shares (see `pre_score`) as one node.
     fn normalize(&self, _scores: &mut [i64]) {}
 }
 

@@ -18,6 +18,7 @@ pub mod scheduler;
 pub mod selectors;
 
 use kube::Client;
+use rudder_controllers::informers::Informers;
 use tokio::sync::watch;
 
 /// The name pods use in `spec.schedulerName` to ask for this scheduler.
@@ -26,11 +27,12 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// Runs the scheduler while this process holds the `kube-system/kube-scheduler` Lease (leader
 /// election as upstream's, through `rudder_controllers::leader`), until `shutdown` turns true.
 /// A scheduler that loses the Lease stops; a new one (fresh caches) starts if it gets it back.
-pub async fn run(client: Client, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+/// Pods and nodes come from the process's shared informers.
+pub async fn run(client: Client, shared: Informers, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     use rudder_controllers::leader;
     let identity = leader::default_identity();
     leader::run_while_leading(client.clone(), leader::LEASE_NAMESPACE, leader::SCHEDULER_LEASE, &identity, shutdown, {
-        move |leading| scheduler::Scheduler::new(client.clone()).run(leading)
+        move |leading| scheduler::Scheduler::new(client.clone(), shared.clone()).run(leading)
     })
     .await
 }

@@ -5,7 +5,7 @@ use crate::SCHEDULER_NAME;
 use crate::algorithm::{Framework, NOT_ELIGIBLE_TERMINATING, Preemption, ScheduleError};
 use crate::cache::{Cache, is_terminal};
 use crate::events::Recorder;
-use crate::framework::{PodInfo, pod_key, retain_scheduling_fields};
+use crate::framework::{PodInfo, pod_key};
 use crate::queue::{ClusterEvent, QueueConfig, QueuedPod, SchedulingQueue};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -17,6 +17,7 @@ use kube::runtime::events::{Event as KubeEvent, EventType, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use parking_lot::Mutex;
+use rudder_controllers::informers::Informers;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +45,8 @@ fn node_name(pod: &Pod) -> Option<&str> {
 /// The scheduler's state, shared by its tasks.
 pub struct Scheduler {
     client: Client,
+    /// The process's shared pod and node watches.
+    shared: Informers,
     cache: Mutex<Cache>,
     queue: SchedulingQueue,
     framework: Framework,
@@ -67,11 +70,12 @@ const SYSTEM_PRIORITY_CLASSES: [(&str, i32); 2] =
     [("system-cluster-critical", 2_000_000_000), ("system-node-critical", 2_000_001_000)];
 
 impl Scheduler {
-    pub fn new(client: Client) -> Arc<Scheduler> {
+    pub fn new(client: Client, shared: Informers) -> Arc<Scheduler> {
         let reporter = Reporter { controller: SCHEDULER_NAME.into(), instance: None };
         Arc::new(Scheduler {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            shared,
             cache: Mutex::new(Cache::new()),
             queue: SchedulingQueue::new(QueueConfig::default()),
             framework: Framework::default(),
@@ -159,11 +163,16 @@ impl Scheduler {
                         }
                         let pdbs: Vec<PodDisruptionBudget> = self.pdbs.read().values().cloned().collect();
                         let found = self.framework.find_preemption(&info, &cache, fit, &pdbs);
-                        if let Some(p) = &found {
-                            cache.nominate(info.clone(), &p.node);
-                        }
+                        let displaced = match &found {
+                            Some(p) => {
+                                let lower = cache.take_lower_nominations(&p.node, info.priority);
+                                cache.nominate(info.clone(), &p.node);
+                                lower
+                            }
+                            None => Vec::new(),
+                        };
                         fit.nominated_node = found.as_ref().map(|p| p.node.clone());
-                        found
+                        found.map(|p| (p, displaced))
                     }
                     ScheduleError::NoNodes => None,
                 };
@@ -172,7 +181,8 @@ impl Scheduler {
                 self.queue.requeue_failed(&queued.key, Some(err.rejected_by()), Instant::now());
                 let this = self.clone();
                 tokio::spawn(async move {
-                    if let Some(p) = preemption {
+                    if let Some((p, displaced)) = preemption {
+                        this.clear_nominations(&displaced).await;
                         this.preempt(&queued.pod, p).await;
                     }
                     this.report_failure(queued.pod, err).await
@@ -219,6 +229,19 @@ impl Scheduler {
                     )
                     .await;
                 }
+            }
+        }
+    }
+
+    /// Clears `status.nominatedNodeName` of lower-priority pods whose node a preemptor took (as
+    /// upstream does); they are scheduled again like any pending pod.
+    async fn clear_nominations(&self, pods: &[Arc<PodInfo>]) {
+        for p in pods {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), p.pod.metadata.namespace.as_deref().unwrap_or(""));
+            let patch = json!({"status": {"nominatedNodeName": null}});
+            let name = p.pod.metadata.name.as_deref().unwrap_or("");
+            if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::debug!(pod = %p.key, "cannot clear nominatedNodeName: {e}");
             }
         }
     }
@@ -293,24 +316,16 @@ impl Scheduler {
     }
 
     async fn watch_nodes(self: Arc<Self>, synced: watch::Sender<bool>) {
-        let api: Api<Node> = Api::all(self.client.clone());
-        let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut events = self.shared.nodes.subscribe();
         let mut relisted: Option<HashSet<String>> = None;
-        while let Some(event) = stream.next().await {
-            let event = match event {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!("node watch: {e}");
-                    continue;
-                }
-            };
+        while let Some(event) = events.recv().await {
             match event {
                 Event::Init => relisted = Some(HashSet::new()),
                 Event::InitApply(node) => {
                     if let Some(seen) = relisted.as_mut() {
                         seen.insert(node.metadata.name.clone().unwrap_or_default());
                     }
-                    self.on_node(node);
+                    self.on_node(&node);
                 }
                 Event::InitDone => {
                     if let Some(seen) = relisted.take() {
@@ -323,17 +338,17 @@ impl Scheduler {
                     }
                     let _ = synced.send(true);
                 }
-                Event::Apply(node) => self.on_node(node),
+                Event::Apply(node) => self.on_node(&node),
                 Event::Delete(node) => self.cache.lock().remove_node(node.metadata.name.as_deref().unwrap_or("")),
             }
         }
     }
 
-    fn on_node(&self, node: Node) {
+    fn on_node(&self, node: &Node) {
         let (is_new, changed) = {
             let mut cache = self.cache.lock();
             let is_new = cache.node(node.metadata.name.as_deref().unwrap_or("")).is_none();
-            (is_new, cache.upsert_node(node))
+            (is_new, cache.upsert_node(node.clone()))
         };
         if changed {
             let event = if is_new { ClusterEvent::NodeAdd } else { ClusterEvent::NodeUpdate };
@@ -440,13 +455,14 @@ impl Scheduler {
 
     /// Fills `spec.priority` from the pod's PriorityClass (or the global default) when the
     /// API server left it empty.
-    fn resolve_priority(&self, mut pod: Pod) -> Pod {
-        let Some(spec) = pod.spec.as_mut() else { return pod };
+    /// The pod is copied only when its priority changes.
+    fn resolve_priority(&self, mut pod: Arc<Pod>) -> Arc<Pod> {
+        let Some(spec) = pod.spec.as_ref() else { return pod };
         if spec.priority.is_some() {
             return pod;
         }
         let classes = self.priority_classes.read();
-        spec.priority = match spec.priority_class_name.as_deref().filter(|n| !n.is_empty()) {
+        let priority = match spec.priority_class_name.as_deref().filter(|n| !n.is_empty()) {
             Some(name) => classes
                 .values
                 .get(name)
@@ -454,23 +470,20 @@ impl Scheduler {
                 .or_else(|| SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)),
             None => classes.global_default.as_ref().map(|(_, v)| *v),
         };
+        drop(classes);
+        if priority.is_some()
+            && let Some(spec) = Arc::make_mut(&mut pod).spec.as_mut()
+        {
+            spec.priority = priority;
+        }
         pod
     }
 
     async fn watch_pods(self: Arc<Self>, mut classes_synced: watch::Receiver<bool>, synced: watch::Sender<bool>) {
         let _ = classes_synced.wait_for(|s| *s).await;
-        let api: Api<Pod> = Api::all(self.client.clone());
-        let config = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+        let mut events = self.shared.pods.subscribe();
         let mut relisted: Option<HashSet<String>> = None;
-        while let Some(event) = stream.next().await {
-            let event = match event {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!("pod watch: {e}");
-                    continue;
-                }
-            };
+        while let Some(event) = events.recv().await {
             match event {
                 Event::Init => relisted = Some(HashSet::new()),
                 Event::InitApply(pod) => {
@@ -509,21 +522,22 @@ impl Scheduler {
         self.queue.move_on_event(ClusterEvent::AssignedPodDelete, Instant::now());
     }
 
-    fn on_pod(&self, mut pod: Pod) {
-        retain_scheduling_fields(&mut pod);
+    /// A pod as the shared informer keeps it (trimmed of what only a kubelet reads); terminal
+    /// pods count on no node.
+    fn on_pod(&self, pod: Arc<Pod>) {
         let pod = self.resolve_priority(pod);
         let key = pod_key(&pod);
         if node_name(&pod).is_some() {
             self.queue.delete(&key);
             let terminal = is_terminal(&pod);
-            let new = self.cache.lock().upsert_bound_pod(Arc::new(pod));
+            let new = self.cache.lock().upsert_bound_pod(pod);
             if terminal {
                 self.queue.move_on_event(ClusterEvent::AssignedPodDelete, Instant::now());
             } else if new {
                 self.queue.move_on_event(ClusterEvent::AssignedPodAdd, Instant::now());
             }
         } else if is_ours(&pod) {
-            self.queue.add_or_update(&key, Arc::new(pod), Instant::now());
+            self.queue.add_or_update(&key, pod, Instant::now());
         } else {
             self.queue.delete(&key);
             self.cache.lock().clear_nomination(&key);

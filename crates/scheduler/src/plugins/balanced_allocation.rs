@@ -16,20 +16,12 @@ impl ScorePlugin for BalancedAllocation {
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let fraction =
             |requested: i64, capacity: i64| (capacity > 0).then(|| (requested as f64 / capacity as f64).min(1.0));
-        let fractions: Vec<f64> = [
-            fraction(node.requested.milli_cpu + pod.requests.milli_cpu, node.allocatable.milli_cpu),
-            fraction(node.requested.memory + pod.requests.memory, node.allocatable.memory),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let std_dev = match fractions.as_slice() {
-            [a, b] => (a - b).abs() / 2.0,
-            [] | [_] => 0.0,
-            many => {
-                let mean = many.iter().sum::<f64>() / many.len() as f64;
-                (many.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / many.len() as f64).sqrt()
-            }
+        let cpu = fraction(node.requested.milli_cpu + pod.requests.milli_cpu, node.allocatable.milli_cpu);
+        let memory = fraction(node.requested.memory + pod.requests.memory, node.allocatable.memory);
+        // The standard deviation of two fractions; none or one deviates by nothing.
+        let std_dev = match (cpu, memory) {
+            (Some(a), Some(b)) => (a - b).abs() / 2.0,
+            _ => 0.0,
         };
         ((1.0 - std_dev) * MAX_NODE_SCORE as f64) as i64
     }

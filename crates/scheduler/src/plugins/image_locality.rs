@@ -2,8 +2,8 @@
 //! image by its size and by how many nodes have it (an image on every node says little).
 
 use crate::cache::NodeInfo;
-use crate::framework::{CycleState, MAX_NODE_SCORE, PodInfo, ScorePlugin};
-use std::collections::HashMap;
+use crate::framework::{CycleState, IMAGE_NODES, ImageNodes, MAX_NODE_SCORE, PodInfo, ScorePlugin};
+use std::sync::Arc;
 
 pub const NAME: &str = "ImageLocality";
 /// Sums below this count as nothing (upstream: 23 MiB).
@@ -19,9 +19,10 @@ pub fn normalized_image_name(name: &str) -> String {
     if last.contains(':') || name.contains('@') { name.to_string() } else { format!("{name}:latest") }
 }
 
+/// The pod's images with how many nodes hold each, computed once per cycle.
 struct Spread {
-    /// Image → number of nodes holding it.
-    nodes_with: HashMap<String, usize>,
+    /// Normalised image of each container (init containers first) → nodes holding it.
+    images: Vec<(String, usize)>,
     total_nodes: usize,
 }
 
@@ -42,37 +43,57 @@ impl ScorePlugin for ImageLocality {
         NAME
     }
 
-    fn pre_score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], state: &mut CycleState) {
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        all_nodes: &[&NodeInfo],
+        state: &mut CycleState,
+    ) -> Option<i64> {
         let wanted = pod_images(pod);
-        let mut nodes_with: HashMap<String, usize> = wanted.iter().map(|i| (i.clone(), 0)).collect();
-        if !nodes_with.is_empty() {
-            for node in all_nodes {
-                for (image, count) in nodes_with.iter_mut() {
-                    if node.images.contains_key(image) {
-                        *count += 1;
+        if wanted.is_empty() || all_nodes.is_empty() {
+            return Some(0);
+        }
+        let mut images: Vec<(String, usize)> = wanted.into_iter().map(|i| (i, 0)).collect();
+        match state.read::<Arc<ImageNodes>>(IMAGE_NODES) {
+            Some(counts) => {
+                for (image, count) in images.iter_mut() {
+                    *count = counts.get(image).copied().unwrap_or(0);
+                }
+            }
+            None => {
+                for node in all_nodes.iter().filter(|n| !n.images.is_empty()) {
+                    for (image, count) in images.iter_mut() {
+                        if node.images.contains_key(image) {
+                            *count += 1;
+                        }
                     }
                 }
             }
         }
-        state.insert(NAME, Box::new(Spread { nodes_with, total_nodes: all_nodes.len() }));
+        // An image no node holds adds nothing anywhere.
+        if images.iter().all(|(_, count)| *count == 0) {
+            return Some(0);
+        }
+        state.insert(NAME, Box::new(Spread { images, total_nodes: all_nodes.len() }));
+        None
     }
 
-    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(spread) = state.get(NAME).and_then(|b| b.downcast_ref::<Spread>()) else { return 0 };
-        let images = pod_images(pod);
-        if images.is_empty() || spread.total_nodes == 0 {
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(spread) = state.read::<Spread>(NAME) else { return 0 };
+        if spread.images.is_empty() || spread.total_nodes == 0 || node.images.is_empty() {
             return 0;
         }
-        let have = &node.images;
-        let sum: i64 = images
+        let sum: i64 = spread
+            .images
             .iter()
-            .filter_map(|i| {
-                let size = *have.get(i)?;
-                let share = *spread.nodes_with.get(i)? as f64 / spread.total_nodes as f64;
+            .filter_map(|(image, count)| {
+                let size = *node.images.get(image)?;
+                let share = *count as f64 / spread.total_nodes as f64;
                 Some((size as f64 * share) as i64)
             })
             .sum();
-        let max = MAX_CONTAINER_THRESHOLD * images.len() as i64;
+        let max = MAX_CONTAINER_THRESHOLD * spread.images.len() as i64;
         let clamped = sum.clamp(MIN_THRESHOLD, max);
         MAX_NODE_SCORE * (clamped - MIN_THRESHOLD) / (max - MIN_THRESHOLD)
     }
@@ -114,14 +135,14 @@ mod tests {
             let other = size.map(with).unwrap_or_else(|| node("m", json!({})));
             let all = [&scored, &other];
             let mut state = CycleState::new();
-            ImageLocality.pre_score(&p, &all, &mut state);
+            ImageLocality.pre_score(&p, &all, &all, &mut state);
             assert_eq!(ImageLocality.score(&state, &p, &scored), want, "{name}");
         }
         // Held by one node of two: half the size counts.
         let scored = with(1000 * mib);
         let other = node("m", json!({}));
         let mut state = CycleState::new();
-        ImageLocality.pre_score(&p, &[&scored, &other], &mut state);
+        ImageLocality.pre_score(&p, &[&scored, &other], &[&scored, &other], &mut state);
         assert_eq!(ImageLocality.score(&state, &p, &scored), (500 - 23) * 100 / (1000 - 23));
     }
 }

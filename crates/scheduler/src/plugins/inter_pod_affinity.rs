@@ -4,7 +4,10 @@
 //! see the `ScorePlugin` impl.
 
 use crate::cache::NodeInfo;
-use crate::framework::{CycleState, FilterPlugin, MAX_NODE_SCORE, PodInfo, ScorePlugin, Status, namespace_labels};
+use crate::framework::{
+    CycleState, FilterPlugin, MAX_NODE_SCORE, PodInfo, PreFilter, ScorePlugin, Status, affinity_counts,
+    namespace_labels,
+};
 use crate::selectors::term_selects;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use std::collections::HashMap;
@@ -16,8 +19,8 @@ pub const REASON_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity r
 
 pub struct InterPodAffinity;
 
-/// (topology key, value) → number of pods.
-type TopologyCounts = HashMap<(String, String), usize>;
+/// Topology key → value → number of pods (only values counted at least once).
+type TopologyCounts = HashMap<String, HashMap<String, usize>>;
 
 #[derive(Default)]
 struct PreFilterState {
@@ -51,14 +54,32 @@ fn namespace(pod: &Pod) -> &str {
     pod.metadata.namespace.as_deref().unwrap_or("")
 }
 
-fn bump(counts: &mut TopologyCounts, node: &NodeInfo, key: &str) {
-    if let Some(value) = node.label(key) {
-        *counts.entry((key.to_string(), value.to_string())).or_default() += 1;
+/// Adds `amount` to the entry of the node's domain of `key`, if the node has the key.
+fn add<T: Default + std::ops::AddAssign>(
+    counts: &mut HashMap<String, HashMap<String, T>>,
+    node: &NodeInfo,
+    key: &str,
+    amount: T,
+) {
+    let Some(value) = node.label(key) else { return };
+    let values = match counts.get_mut(key) {
+        Some(values) => values,
+        None => counts.entry(key.to_string()).or_default(),
+    };
+    match values.get_mut(value) {
+        Some(n) => *n += amount,
+        None => {
+            values.insert(value.to_string(), amount);
+        }
     }
 }
 
+fn bump(counts: &mut TopologyCounts, node: &NodeInfo, key: &str) {
+    add(counts, node, key, 1);
+}
+
 fn has(counts: &TopologyCounts, node: &NodeInfo, key: &str) -> bool {
-    node.label(key).is_some_and(|v| counts.get(&(key.to_string(), v.to_string())).is_some_and(|n| *n > 0))
+    node.label(key).is_some_and(|v| counts.get(key).and_then(|values| values.get(v)).is_some_and(|n| *n > 0))
 }
 
 impl FilterPlugin for InterPodAffinity {
@@ -66,11 +87,20 @@ impl FilterPlugin for InterPodAffinity {
         NAME
     }
 
-    fn pre_filter(&self, pod: &PodInfo, nodes: &[&NodeInfo], state: &mut CycleState) {
-        let namespaces = namespace_labels(state);
-        let ns_labels = namespaces.as_ref();
+    fn pre_filter(&self, pod: &PodInfo, nodes: &[&NodeInfo], state: &mut CycleState) -> PreFilter {
         let affinity = required_affinity(&pod.pod);
         let anti = required_anti_affinity(&pod.pod);
+        if affinity.is_empty() && anti.is_empty() {
+            let repelling = match affinity_counts(state) {
+                Some(c) => c.required_anti_affinity > 0,
+                None => nodes.iter().any(|n| n.pods_with_required_anti_affinity > 0),
+            };
+            if !repelling {
+                return PreFilter::Skip;
+            }
+        }
+        let namespaces = namespace_labels(state);
+        let ns_labels = namespaces.as_ref();
         let own_ns = namespace(&pod.pod);
         let mut s = PreFilterState::default();
         for node in nodes {
@@ -98,12 +128,14 @@ impl FilterPlugin for InterPodAffinity {
                 }
             }
         }
+        let accepts_all = affinity.is_empty() && s.existing_anti.is_empty() && s.anti.is_empty();
         state.insert(NAME, Box::new(s));
+        if accepts_all { PreFilter::Skip } else { PreFilter::Run }
     }
 
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {
-        let Some(s) = state.get(NAME).and_then(|b| b.downcast_ref::<PreFilterState>()) else { return Ok(()) };
-        if s.existing_anti.keys().any(|(k, v)| node.label(k) == Some(v.as_str())) {
+        let Some(s) = state.read::<PreFilterState>(NAME) else { return Ok(()) };
+        if s.existing_anti.iter().any(|(k, values)| node.label(k).is_some_and(|v| values.contains_key(v))) {
             return Err(Status::unschedulable(NAME, REASON_EXISTING_ANTI_AFFINITY));
         }
         let affinity = required_affinity(&pod.pod);
@@ -149,18 +181,15 @@ fn preferred_anti_affinity(pod: &Pod) -> &[WeightedPodAffinityTerm] {
         .unwrap_or_default()
 }
 
-/// (topology key, value) → summed term weight, for scoring.
+/// Topology key → value → summed term weight, for scoring.
 #[derive(Default)]
 struct PreScoreState {
-    domains: HashMap<(String, String), i64>,
+    domains: HashMap<String, HashMap<String, i64>>,
 }
 
-fn add_weight(domains: &mut HashMap<(String, String), i64>, node: &NodeInfo, key: &str, weight: i64) {
-    if weight == 0 {
-        return;
-    }
-    if let Some(value) = node.label(key) {
-        *domains.entry((key.to_string(), value.to_string())).or_default() += weight;
+fn add_weight(domains: &mut HashMap<String, HashMap<String, i64>>, node: &NodeInfo, key: &str, weight: i64) {
+    if weight != 0 {
+        add(domains, node, key, weight);
     }
 }
 
@@ -175,13 +204,28 @@ impl ScorePlugin for InterPodAffinity {
         NAME
     }
 
-    fn pre_score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], state: &mut CycleState) {
-        let namespaces = namespace_labels(state);
-        let ns_labels = namespaces.as_ref();
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        all_nodes: &[&NodeInfo],
+        state: &mut CycleState,
+    ) -> Option<i64> {
         let affinity = preferred_affinity(&pod.pod);
         let anti = preferred_anti_affinity(&pod.pod);
-        let own_ns = namespace(&pod.pod);
         let own_terms = !affinity.is_empty() || !anti.is_empty();
+        if !own_terms {
+            let attracting = match affinity_counts(state) {
+                Some(c) => c.affinity_terms > 0,
+                None => all_nodes.iter().any(|n| n.pods_with_affinity_terms > 0),
+            };
+            if !attracting {
+                return Some(0);
+            }
+        }
+        let namespaces = namespace_labels(state);
+        let ns_labels = namespaces.as_ref();
+        let own_ns = namespace(&pod.pod);
         let mut s = PreScoreState::default();
         for node in all_nodes {
             if !own_terms && node.pods_with_affinity_terms == 0 {
@@ -219,15 +263,16 @@ impl ScorePlugin for InterPodAffinity {
                 }
             }
         }
+        if s.domains.is_empty() {
+            return Some(0);
+        }
         state.insert(NAME, Box::new(s));
+        None
     }
 
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(s) = state.get(NAME).and_then(|b| b.downcast_ref::<PreScoreState>()) else { return 0 };
-        if s.domains.is_empty() {
-            return 0;
-        }
-        s.domains.iter().filter(|((k, v), _)| node.label(k) == Some(v.as_str())).map(|(_, w)| *w).sum()
+        let Some(s) = state.read::<PreScoreState>(NAME) else { return 0 };
+        s.domains.iter().filter_map(|(k, values)| values.get(node.label(k)?)).sum()
     }
 
     fn normalize(&self, scores: &mut [i64]) {
@@ -280,7 +325,7 @@ mod tests {
     fn run(incoming: &PodInfo, nodes: &[NodeInfo]) -> Vec<Option<&'static str>> {
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let mut state = CycleState::new();
-        InterPodAffinity.pre_filter(incoming, &refs, &mut state);
+        let _ = InterPodAffinity.pre_filter(incoming, &refs, &mut state);
         nodes
             .iter()
             .map(|n| {
@@ -368,7 +413,7 @@ mod tests {
     fn scores(incoming: &PodInfo, nodes: &[NodeInfo]) -> Vec<i64> {
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let mut state = CycleState::new();
-        ScorePlugin::pre_score(&InterPodAffinity, incoming, &refs, &mut state);
+        let _ = ScorePlugin::pre_score(&InterPodAffinity, incoming, &refs, &refs, &mut state);
         let mut s: Vec<i64> =
             nodes.iter().map(|n| ScorePlugin::score(&InterPodAffinity, &state, incoming, n)).collect();
         ScorePlugin::normalize(&InterPodAffinity, &mut s);

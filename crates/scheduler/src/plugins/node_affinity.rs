@@ -2,8 +2,8 @@
 //! affinity terms add their weights to a node's score.
 
 use crate::cache::NodeInfo;
-use crate::framework::{CycleState, FilterPlugin, PodInfo, ScorePlugin, Status, default_normalize};
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use crate::framework::{CycleState, FilterPlugin, PodInfo, PreFilter, ScorePlugin, Status, default_normalize};
+use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PreferredSchedulingTerm};
 use std::collections::BTreeMap;
 
 pub const NAME: &str = "NodeAffinity";
@@ -45,6 +45,21 @@ pub fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, 
         })
 }
 
+fn required(pod: &PodInfo) -> Option<&NodeSelector> {
+    let spec = pod.pod.spec.as_ref()?;
+    spec.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()
+}
+
+fn preferred(pod: &PodInfo) -> &[PreferredSchedulingTerm] {
+    pod.pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_deref())
+        .unwrap_or_default()
+}
+
 fn labels(node: &NodeInfo) -> Option<&BTreeMap<String, String>> {
     node.node.as_ref().and_then(|n| n.metadata.labels.as_ref())
 }
@@ -52,6 +67,11 @@ fn labels(node: &NodeInfo) -> Option<&BTreeMap<String, String>> {
 impl FilterPlugin for NodeAffinity {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn pre_filter(&self, pod: &PodInfo, _nodes: &[&NodeInfo], _state: &mut CycleState) -> PreFilter {
+        let selector = pod.pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
+        if selector.is_none_or(|s| s.is_empty()) && required(pod).is_none() { PreFilter::Skip } else { PreFilter::Run }
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {
@@ -63,12 +83,7 @@ impl FilterPlugin for NodeAffinity {
         {
             return Err(Status::unresolvable(NAME, REASON));
         }
-        let required = spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
-        if let Some(required) = required
+        if let Some(required) = required(pod)
             && !required.node_selector_terms.iter().any(|t| term_matches(t, node_labels, node.name()))
         {
             return Err(Status::unresolvable(NAME, REASON));
@@ -82,15 +97,18 @@ impl ScorePlugin for NodeAffinity {
         NAME
     }
 
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        _all_nodes: &[&NodeInfo],
+        _state: &mut CycleState,
+    ) -> Option<i64> {
+        preferred(pod).is_empty().then_some(0)
+    }
+
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let preferred = pod
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.affinity.as_ref())
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_deref())
-            .unwrap_or_default();
+        let preferred = preferred(pod);
         if preferred.is_empty() {
             return 0;
         }

@@ -2,20 +2,31 @@
 //! scheduler sees have no node name, but the filter keeps upstream's semantics.)
 
 use crate::cache::NodeInfo;
-use crate::framework::{CycleState, FilterPlugin, PodInfo, Status};
+use crate::framework::{CycleState, FilterPlugin, PodInfo, PreFilter, Status};
 
 pub const NAME: &str = "NodeName";
 pub const REASON: &str = "node(s) didn't match the requested node name";
 
 pub struct NodeName;
 
+fn wanted_node(pod: &PodInfo) -> Option<&str> {
+    pod.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
+}
+
 impl FilterPlugin for NodeName {
     fn name(&self) -> &'static str {
         NAME
     }
 
+    fn pre_filter(&self, pod: &PodInfo, _nodes: &[&NodeInfo], _state: &mut CycleState) -> PreFilter {
+        match wanted_node(pod) {
+            Some(_) => PreFilter::Run,
+            None => PreFilter::Skip,
+        }
+    }
+
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {
-        match pod.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty()) {
+        match wanted_node(pod) {
             Some(wanted) if wanted != node.name() => Err(Status::unresolvable(NAME, REASON)),
             _ => Ok(()),
         }

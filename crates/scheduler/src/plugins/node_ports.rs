@@ -2,7 +2,7 @@
 //! when the host IPs are equal or either is 0.0.0.0).
 
 use crate::cache::NodeInfo;
-use crate::framework::{CycleState, FilterPlugin, PodInfo, Status};
+use crate::framework::{CycleState, FilterPlugin, PodInfo, PreFilter, Status};
 
 pub const NAME: &str = "NodePorts";
 pub const REASON: &str = "node(s) didn't have free ports for the requested pod ports";
@@ -12,6 +12,10 @@ pub struct NodePorts;
 impl FilterPlugin for NodePorts {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn pre_filter(&self, pod: &PodInfo, _nodes: &[&NodeInfo], _state: &mut CycleState) -> PreFilter {
+        if pod.host_ports.is_empty() { PreFilter::Skip } else { PreFilter::Run }
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {

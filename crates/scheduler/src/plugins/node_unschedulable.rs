@@ -3,8 +3,7 @@
 
 use crate::cache::NodeInfo;
 use crate::framework::{CycleState, FilterPlugin, PodInfo, Status};
-use crate::plugins::taint_toleration::tolerates;
-use k8s_openapi::api::core::v1::Taint;
+use crate::plugins::taint_toleration::tolerates_parts;
 
 pub const NAME: &str = "NodeUnschedulable";
 pub const REASON: &str = "node(s) were unschedulable";
@@ -18,13 +17,11 @@ impl FilterPlugin for NodeUnschedulable {
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {
-        let cordoned = node.node.as_ref().and_then(|n| n.spec.as_ref()).and_then(|s| s.unschedulable).unwrap_or(false);
-        if !cordoned {
+        if !node.unschedulable() {
             return Ok(());
         }
-        let taint = Taint { key: TAINT_KEY.into(), effect: "NoSchedule".into(), ..Default::default() };
         let tolerations = pod.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
-        if tolerations.iter().any(|t| tolerates(t, &taint)) {
+        if tolerations.iter().any(|t| tolerates_parts(t, TAINT_KEY, "", "NoSchedule")) {
             return Ok(());
         }
         Err(Status::unresolvable(NAME, REASON))

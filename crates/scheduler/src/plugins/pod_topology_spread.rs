@@ -11,14 +11,12 @@
 //! selectors pick for controller-made replicas.
 
 use crate::cache::NodeInfo;
-use crate::framework::{
-    CycleState, FEASIBLE_NODES, FeasibleNodes, FilterPlugin, MAX_NODE_SCORE, PodInfo, ScorePlugin, Status,
-};
+use crate::framework::{CycleState, FilterPlugin, MAX_NODE_SCORE, PodInfo, PreFilter, ScorePlugin, Status};
 use crate::plugins::{node_affinity::NodeAffinity, taint_toleration::TaintToleration};
 use crate::selectors::selector_matches;
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 pub const NAME: &str = "PodTopologySpread";
 pub const REASON_SKEW: &str = "node(s) didn't match pod topology spread constraints";
@@ -92,10 +90,10 @@ impl FilterPlugin for PodTopologySpread {
         NAME
     }
 
-    fn pre_filter(&self, pod: &PodInfo, nodes: &[&NodeInfo], state: &mut CycleState) {
+    fn pre_filter(&self, pod: &PodInfo, nodes: &[&NodeInfo], state: &mut CycleState) -> PreFilter {
         let hard = hard_constraints(pod);
         if hard.is_empty() {
-            return;
+            return PreFilter::Skip;
         }
         let empty = BTreeMap::new();
         let own_labels = pod.pod.metadata.labels.as_ref().unwrap_or(&empty);
@@ -138,10 +136,11 @@ impl FilterPlugin for PodTopologySpread {
             c.min = if c.counts.len() < min_domains { 0 } else { c.counts.values().copied().min().unwrap_or(0) };
         }
         state.insert(NAME, Box::new(PreFilterState { constraints }));
+        PreFilter::Run
     }
 
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {
-        let Some(s) = state.get(NAME).and_then(|b| b.downcast_ref::<PreFilterState>()) else { return Ok(()) };
+        let Some(s) = state.read::<PreFilterState>(NAME) else { return Ok(()) };
         for c in &s.constraints {
             let Some(value) = node.label(&c.key) else {
                 return Err(Status::unresolvable(NAME, REASON_MISSING_LABEL));
@@ -201,7 +200,13 @@ impl ScorePlugin for PodTopologySpread {
         NAME
     }
 
-    fn pre_score(&self, pod: &PodInfo, all_nodes: &[&NodeInfo], state: &mut CycleState) {
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        all_nodes: &[&NodeInfo],
+        state: &mut CycleState,
+    ) -> Option<i64> {
         let spec = pod.pod.spec.as_ref();
         let defaults = system_defaults(pod);
         let system_defaulted = !defaults.is_empty();
@@ -215,19 +220,12 @@ impl ScorePlugin for PodTopologySpread {
                 .collect()
         };
         if soft.is_empty() {
-            return;
+            return Some(IGNORED);
         }
         let empty = BTreeMap::new();
         let own_labels = pod.pod.metadata.labels.as_ref().unwrap_or(&empty);
         let has_all_keys = |n: &NodeInfo| system_defaulted || soft.iter().all(|c| n.label(&c.topology_key).is_some());
-        let feasible: Vec<&NodeInfo> = match state.get(FEASIBLE_NODES).and_then(|b| b.downcast_ref::<FeasibleNodes>()) {
-            Some(f) => {
-                let names: HashSet<&str> = f.0.iter().map(String::as_str).collect();
-                all_nodes.iter().copied().filter(|n| names.contains(n.name())).collect()
-            }
-            None => all_nodes.to_vec(),
-        };
-        let scored: Vec<&NodeInfo> = feasible.into_iter().filter(|n| has_all_keys(n)).collect();
+        let scored: Vec<&NodeInfo> = nodes.iter().copied().filter(|n| has_all_keys(n)).collect();
         let mut constraints: Vec<SoftConstraint> = soft
             .iter()
             .map(|c| {
@@ -271,10 +269,11 @@ impl ScorePlugin for PodTopologySpread {
             }
         }
         state.insert(NAME, Box::new(PreScoreState { constraints, ns, system_defaulted }));
+        None
     }
 
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(s) = state.get(NAME).and_then(|b| b.downcast_ref::<PreScoreState>()) else { return IGNORED };
+        let Some(s) = state.read::<PreScoreState>(NAME) else { return IGNORED };
         let mut score = 0.0;
         for c in &s.constraints {
             let Some(value) = node.label(&c.key) else {
@@ -352,7 +351,7 @@ mod tests {
     fn run(incoming: &PodInfo, nodes: &[NodeInfo]) -> Vec<Option<String>> {
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let mut state = CycleState::new();
-        PodTopologySpread.pre_filter(incoming, &refs, &mut state);
+        let _ = PodTopologySpread.pre_filter(incoming, &refs, &mut state);
         nodes
             .iter()
             .map(|n| PodTopologySpread.filter(&state, incoming, n).err().map(|s| s.reasons[0].clone()))
@@ -397,7 +396,7 @@ mod tests {
     fn scores(incoming: &PodInfo, nodes: &[NodeInfo]) -> Vec<i64> {
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let mut state = CycleState::new();
-        ScorePlugin::pre_score(&PodTopologySpread, incoming, &refs, &mut state);
+        let _ = ScorePlugin::pre_score(&PodTopologySpread, incoming, &refs, &refs, &mut state);
         let mut s: Vec<i64> =
             nodes.iter().map(|n| ScorePlugin::score(&PodTopologySpread, &state, incoming, n)).collect();
         ScorePlugin::normalize(&PodTopologySpread, &mut s);

@@ -11,19 +11,24 @@ pub struct TaintToleration;
 
 /// Whether `toleration` tolerates `taint` (upstream's matching: effect, key, operator).
 pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
+    tolerates_parts(toleration, &taint.key, taint.value.as_deref().unwrap_or(""), &taint.effect)
+}
+
+/// [`tolerates`] for a taint given by its key, value and effect.
+pub fn tolerates_parts(toleration: &Toleration, key: &str, value: &str, effect: &str) -> bool {
+    if let Some(e) = toleration.effect.as_deref().filter(|e| !e.is_empty())
+        && e != effect
     {
         return false;
     }
-    if let Some(key) = toleration.key.as_deref().filter(|k| !k.is_empty())
-        && key != taint.key
+    if let Some(k) = toleration.key.as_deref().filter(|k| !k.is_empty())
+        && k != key
     {
         return false;
     }
     match toleration.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" | "" => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Equal" | "" => toleration.value.as_deref().unwrap_or("") == value,
         _ => false,
     }
 }
@@ -42,6 +47,9 @@ impl FilterPlugin for TaintToleration {
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {
+        if !node.has_hard_taints() {
+            return Ok(());
+        }
         let tolerations = pod_tolerations(pod);
         let untolerated = node_taints(node)
             .iter()
@@ -62,15 +70,27 @@ impl ScorePlugin for TaintToleration {
         NAME
     }
 
+    fn pre_score(
+        &self,
+        _pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        _all_nodes: &[&NodeInfo],
+        _state: &mut CycleState,
+    ) -> Option<i64> {
+        (!nodes.iter().any(|n| n.has_soft_taints())).then_some(0)
+    }
+
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let tolerations: Vec<&Toleration> = pod_tolerations(pod)
+        if !node.has_soft_taints() {
+            return 0;
+        }
+        let tolerations = pod_tolerations(pod)
             .iter()
-            .filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule")))
-            .collect();
+            .filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule")));
         node_taints(node)
             .iter()
             .filter(|t| t.effect == "PreferNoSchedule")
-            .filter(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+            .filter(|t| !tolerations.clone().any(|tol| tolerates(tol, t)))
             .count() as i64
     }
 

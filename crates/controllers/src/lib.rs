@@ -46,6 +46,8 @@ pub struct Options {
     /// Terminated pods the pod garbage collector keeps at most (0: all); `None` is upstream's
     /// 12500.
     pub terminated_pod_gc_threshold: Option<usize>,
+    /// Node taint rates and zone thresholds of the node lifecycle controller.
+    pub eviction: nodelifecycle::EvictionRates,
 }
 
 /// Runs every controller while this process holds the `kube-system/kube-controller-manager`
@@ -105,7 +107,7 @@ fn grace_period(options: &Options) -> std::time::Duration {
 }
 
 fn node_lifecycle_config(options: &Options) -> nodelifecycle::Config {
-    nodelifecycle::Config::new(grace_period(options))
+    nodelifecycle::Config { rates: options.eviction, ..nodelifecycle::Config::new(grace_period(options)) }
 }
 
 fn pod_gc_config(options: &Options) -> podgc::Config {

@@ -37,17 +37,18 @@ use crate::Shutdown;
 use crate::informers::{Informers, SharedInformer};
 use crate::support::{self, api_status};
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, ObjectReference, Pod, Taint, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -75,13 +76,68 @@ const NO_EXECUTE: &str = "NoExecute";
 /// The conditions a kubelet owns and the controller sets to `Unknown` when it goes silent.
 const KUBELET_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
-/// Upstream's `--node-eviction-rate` and `--secondary-node-eviction-rate` (nodes per second and
-/// zone that may get a new `NoExecute` taint), `--large-cluster-size-threshold` and
-/// `--unhealthy-zone-threshold`.
-const EVICTION_QPS: f64 = 0.1;
-const SECONDARY_EVICTION_QPS: f64 = 0.01;
-const LARGE_CLUSTER_THRESHOLD: usize = 50;
-const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
+/// How fast nodes of a zone get a new `NoExecute` taint, and when a zone counts as disrupted:
+/// upstream's `--node-eviction-rate`, `--secondary-node-eviction-rate`,
+/// `--large-cluster-size-threshold` and `--unhealthy-zone-threshold`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvictionRates {
+    /// Nodes per second and zone while the zone is healthy (or entirely down): 0.1.
+    pub rate: f64,
+    /// The same for a large zone in partial disruption: 0.01.
+    pub secondary_rate: f64,
+    /// Zones of at most this many nodes stop tainting in partial disruption: 50.
+    pub large_cluster_threshold: usize,
+    /// Share of not-ready nodes (of more than two) that puts a zone in partial disruption: 0.55.
+    pub unhealthy_zone_threshold: f64,
+}
+
+impl Default for EvictionRates {
+    fn default() -> Self {
+        EvictionRates { rate: 0.1, secondary_rate: 0.01, large_cluster_threshold: 50, unhealthy_zone_threshold: 0.55 }
+    }
+}
+
+impl EvictionRates {
+    /// Refuses values upstream would not work with: negative rates, a threshold outside (0, 1].
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.rate.is_finite() && self.rate >= 0.0) {
+            return Err(format!("the node eviction rate must be a number of nodes per second ≥ 0, not {}", self.rate));
+        }
+        if !(self.secondary_rate.is_finite() && self.secondary_rate >= 0.0) {
+            return Err(format!(
+                "the secondary node eviction rate must be a number of nodes per second ≥ 0, not {}",
+                self.secondary_rate
+            ));
+        }
+        if !(self.unhealthy_zone_threshold > 0.0 && self.unhealthy_zone_threshold <= 1.0) {
+            return Err(format!(
+                "the unhealthy zone threshold is a share of a zone's nodes, above 0 and at most 1, not {}",
+                self.unhealthy_zone_threshold
+            ));
+        }
+        Ok(())
+    }
+
+    /// A zone's health, as upstream's `ComputeZoneState`.
+    pub fn zone_state(&self, ready: usize, not_ready: usize) -> ZoneState {
+        if ready == 0 && not_ready > 0 {
+            ZoneState::FullDisruption
+        } else if not_ready > 2 && not_ready as f64 / (ready + not_ready) as f64 >= self.unhealthy_zone_threshold {
+            ZoneState::PartialDisruption
+        } else {
+            ZoneState::Normal
+        }
+    }
+
+    /// How many nodes per second may get a new `NoExecute` taint in a zone of `size` nodes.
+    pub fn zone_qps(&self, state: ZoneState, size: usize) -> f64 {
+        match state {
+            ZoneState::Normal | ZoneState::FullDisruption => self.rate,
+            ZoneState::PartialDisruption if size > self.large_cluster_threshold => self.secondary_rate,
+            ZoneState::PartialDisruption => 0.0,
+        }
+    }
+}
 
 /// Timings of the node lifecycle controller.
 #[derive(Clone, Debug)]
@@ -94,6 +150,8 @@ pub struct Config {
     pub monitor_period: Duration,
     /// How often pods on `NoExecute`-tainted nodes are looked at.
     pub eviction_period: Duration,
+    /// Taint rates and zone thresholds.
+    pub rates: EvictionRates,
 }
 
 impl Config {
@@ -106,6 +164,7 @@ impl Config {
             startup_grace_period: STARTUP_GRACE_PERIOD.max(grace_period),
             monitor_period: (grace_period / 8).clamp(Duration::from_millis(250), Duration::from_secs(5)),
             eviction_period: Duration::from_millis(500),
+            rates: EvictionRates::default(),
         }
     }
 }
@@ -308,6 +367,14 @@ fn has_taint(taints: &[Taint], key: &str, effect: &str) -> bool {
 pub fn plan_taints(node: &Node, no_execute: NoExecute, now: Timestamp) -> Option<TaintPlan> {
     let current: &[Taint] = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
     let wanted = condition_taint_keys(node);
+    if current.is_empty()
+        && wanted.is_empty()
+        && (no_execute == NoExecute::Clear
+            || ready_status(node) != Some("False") && ready_status(node) != Some("Unknown"))
+    {
+        // An untainted node that wants no taint: the common case, decided without copying.
+        return None;
+    }
     let mut out: Vec<Taint> = current
         .iter()
         .filter(|t| t.effect != NO_SCHEDULE || !is_condition_taint_key(&t.key) || wanted.contains(&t.key.as_str()))
@@ -350,35 +417,17 @@ pub fn plan_taints(node: &Node, no_execute: NoExecute, now: Timestamp) -> Option
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ZoneState {
     Normal,
-    /// More than two nodes not ready, and at least 55 % of the zone.
+    /// More than two nodes not ready, and at least the unhealthy zone threshold of the zone
+    /// (55 % by default).
     PartialDisruption,
     /// No node ready (and at least one not ready).
     FullDisruption,
 }
 
-pub fn zone_state(ready: usize, not_ready: usize) -> ZoneState {
-    if ready == 0 && not_ready > 0 {
-        ZoneState::FullDisruption
-    } else if not_ready > 2 && not_ready as f64 / (ready + not_ready) as f64 >= UNHEALTHY_ZONE_THRESHOLD {
-        ZoneState::PartialDisruption
-    } else {
-        ZoneState::Normal
-    }
-}
-
-/// How many nodes per second may get a new `NoExecute` taint in a zone of `size` nodes.
-pub fn zone_eviction_qps(state: ZoneState, size: usize) -> f64 {
-    match state {
-        ZoneState::Normal | ZoneState::FullDisruption => EVICTION_QPS,
-        ZoneState::PartialDisruption if size > LARGE_CLUSTER_THRESHOLD => SECONDARY_EVICTION_QPS,
-        ZoneState::PartialDisruption => 0.0,
-    }
-}
-
 /// The node's zone key: region and zone labels (current or beta), as upstream's `GetZoneKey`.
 pub fn zone_key(node: &Node) -> String {
     let labels = node.labels();
-    let get = |a: &str, b: &str| labels.get(a).or_else(|| labels.get(b)).cloned().unwrap_or_default();
+    let get = |a: &str, b: &str| labels.get(a).or_else(|| labels.get(b)).map_or("", String::as_str);
     let region = get("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region");
     let zone = get("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone");
     if region.is_empty() && zone.is_empty() { String::new() } else { format!("{region}:\0:{zone}") }
@@ -592,10 +641,78 @@ fn node_of(pod: &Pod) -> Option<&str> {
     pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
 }
 
+/// What the controller reads of a node Lease: its name and `spec.renewTime`. Every renewal comes
+/// through the watch, and decoding only these skips the rest of the object (holder, owner
+/// references, managed fields).
+#[derive(Clone, Debug)]
+pub(crate) struct NodeLease {
+    metadata: ObjectMeta,
+    renew: Option<Timestamp>,
+}
+
+impl<'de> Deserialize<'de> for NodeLease {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: Meta,
+            #[serde(default)]
+            spec: Option<Spec>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta {
+            name: Option<String>,
+            namespace: Option<String>,
+            resource_version: Option<String>,
+            uid: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Spec {
+            renew_time: Option<MicroTime>,
+        }
+        let w = Wire::deserialize(d)?;
+        let metadata = ObjectMeta {
+            name: w.metadata.name,
+            namespace: w.metadata.namespace,
+            resource_version: w.metadata.resource_version,
+            uid: w.metadata.uid,
+            ..Default::default()
+        };
+        Ok(NodeLease { metadata, renew: w.spec.and_then(|s| s.renew_time).map(|t| t.0) })
+    }
+}
+
+impl Resource for NodeLease {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Lease".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "coordination.k8s.io".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "leases".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// Runs the node lifecycle and taint eviction controllers until `shutdown` turns true.
 pub async fn run(client: Client, informers: Informers, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let nodes = Informer::shared(&informers.nodes);
-    let leases = Informer::start(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default());
+    let leases =
+        Informer::start(Api::<NodeLease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default());
     let pods = Informer::shared(&informers.pods);
     if !(nodes.ready(&shutdown).await && leases.ready(&shutdown).await && pods.ready(&shutdown).await) {
         return Ok(());
@@ -637,22 +754,22 @@ struct Monitor {
 }
 
 impl Monitor {
-    async fn pass(&mut self, nodes: &Store<Node>, leases: &Store<Lease>, pods: &Store<Pod>) {
+    async fn pass(&mut self, nodes: &Store<Node>, leases: &Store<NodeLease>, pods: &Store<Pod>) {
         let now = Timestamp::now();
-        let renewals: HashMap<String, Timestamp> = leases
-            .state()
-            .iter()
-            .filter_map(|l| Some((l.name_any(), l.spec.as_ref()?.renew_time.as_ref()?.0)))
-            .collect();
+        let leases = leases.state();
+        let renewals: HashMap<&str, Timestamp> =
+            leases.iter().filter_map(|l| Some((l.metadata.name.as_deref()?, l.renew?))).collect();
         // The informer's nodes as they are; a node is copied only when its status is rewritten.
-        let mut current: Vec<std::sync::Arc<Node>> = Vec::new();
-        let names: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
-        self.health.retain(|name, _| names.contains(name));
-        for node in nodes.state() {
+        let listed = nodes.state();
+        let mut current: Vec<std::sync::Arc<Node>> = Vec::with_capacity(listed.len());
+        let names: HashSet<&str> = listed.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
+        self.health.retain(|name, _| names.contains(name.as_str()));
+        drop(names);
+        for node in listed {
             let name = node.name_any();
             let created = node.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            let h =
-                observe(self.health.get(&name), condition(&node, "Ready"), renewals.get(&name).copied(), created, now);
+            let renewed = renewals.get(name.as_str()).copied();
+            let h = observe(self.health.get(&name), condition(&node, "Ready"), renewed, created, now);
             let mut node = node;
             if is_stale(&h, &self.config, now) {
                 let conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
@@ -732,24 +849,25 @@ impl Monitor {
 
     async fn taint_pass(&mut self, nodes: &[std::sync::Arc<Node>]) {
         // Zone states from the nodes' Ready conditions.
-        let mut zones: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-        for node in nodes {
-            let e = zones.entry(zone_key(node)).or_default();
+        let keys: Vec<String> = nodes.iter().map(|n| zone_key(n)).collect();
+        let mut zones: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for (node, key) in nodes.iter().zip(&keys) {
+            let e = zones.entry(key.as_str()).or_default();
             if is_ready(node) { e.0 += 1 } else { e.1 += 1 }
         }
+        let rates = self.config.rates;
         let all_full =
-            !zones.is_empty() && zones.values().all(|(r, n)| zone_state(*r, *n) == ZoneState::FullDisruption);
+            !zones.is_empty() && zones.values().all(|(r, n)| rates.zone_state(*r, *n) == ZoneState::FullDisruption);
         let now = Timestamp::now();
         let instant = Instant::now();
         let api: Api<Node> = Api::all(self.client.clone());
-        for node in nodes {
-            let zone = zone_key(node);
+        for (node, zone) in nodes.iter().zip(&keys) {
             let policy = if all_full { NoExecute::Clear } else { NoExecute::Allow };
             let Some(mut plan) = plan_taints(node, policy, now) else { continue };
             if plan.added_no_execute {
-                let (r, n) = zones.get(&zone).copied().unwrap_or_default();
-                let qps = zone_eviction_qps(zone_state(r, n), r + n);
-                if !self.limiter.try_take(&zone, qps, instant) {
+                let (r, n) = zones.get(zone.as_str()).copied().unwrap_or_default();
+                let qps = rates.zone_qps(rates.zone_state(r, n), r + n);
+                if !self.limiter.try_take(zone, qps, instant) {
                     match plan_taints(node, NoExecute::Hold, now) {
                         Some(p) => plan = p,
                         None => continue,
@@ -767,7 +885,7 @@ impl Monitor {
                 Err(e) => {
                     if plan.added_no_execute {
                         // Nothing was tainted: the zone's token is not spent.
-                        self.limiter.give_back(&zone);
+                        self.limiter.give_back(zone);
                     }
                     if !(support::is_conflict(&e) || support::is_not_found(&e)) {
                         tracing::warn!(node = %name, error = %e, "updating node taints");
@@ -1041,13 +1159,27 @@ mod tests {
 
     #[test]
     fn zone_states_and_rates() {
-        assert_eq!(zone_state(3, 0), ZoneState::Normal);
-        assert_eq!(zone_state(0, 1), ZoneState::FullDisruption);
-        assert_eq!(zone_state(1, 2), ZoneState::Normal);
-        assert_eq!(zone_state(2, 3), ZoneState::PartialDisruption);
-        assert_eq!(zone_eviction_qps(ZoneState::PartialDisruption, 10), 0.0);
-        assert_eq!(zone_eviction_qps(ZoneState::PartialDisruption, 100), SECONDARY_EVICTION_QPS);
-        assert_eq!(zone_eviction_qps(ZoneState::FullDisruption, 1), EVICTION_QPS);
+        let r = EvictionRates::default();
+        assert_eq!(r.zone_state(3, 0), ZoneState::Normal);
+        assert_eq!(r.zone_state(0, 1), ZoneState::FullDisruption);
+        assert_eq!(r.zone_state(1, 2), ZoneState::Normal);
+        assert_eq!(r.zone_state(2, 3), ZoneState::PartialDisruption);
+        assert_eq!(r.zone_qps(ZoneState::PartialDisruption, 10), 0.0);
+        assert_eq!(r.zone_qps(ZoneState::PartialDisruption, 100), 0.01);
+        assert_eq!(r.zone_qps(ZoneState::FullDisruption, 1), 0.1);
+        // Other settings move the same decisions.
+        let r =
+            EvictionRates { rate: 2.0, secondary_rate: 0.5, large_cluster_threshold: 5, unhealthy_zone_threshold: 0.3 };
+        assert_eq!(r.zone_state(6, 3), ZoneState::PartialDisruption);
+        assert_eq!(r.zone_state(8, 3), ZoneState::Normal);
+        assert_eq!(r.zone_qps(ZoneState::PartialDisruption, 9), 0.5);
+        assert_eq!(r.zone_qps(ZoneState::PartialDisruption, 5), 0.0);
+        assert_eq!(r.zone_qps(ZoneState::Normal, 9), 2.0);
+        assert!(r.check().is_ok());
+        assert!(EvictionRates { rate: -1.0, ..r }.check().is_err());
+        assert!(EvictionRates { secondary_rate: f64::NAN, ..r }.check().is_err());
+        assert!(EvictionRates { unhealthy_zone_threshold: 0.0, ..r }.check().is_err());
+        assert!(EvictionRates { unhealthy_zone_threshold: 1.5, ..r }.check().is_err());
         let mut limiter = ZoneLimiter::default();
         let t0 = Instant::now();
         assert!(limiter.try_take("a", 0.1, t0));

@@ -49,7 +49,8 @@ struct NodeState {
     /// Whether that status already says what this node reports (heartbeat and transition
     /// times aside), so the periodic check needs no write until the report is due.
     status_matches: bool,
-    last_report: Option<Instant>,
+    /// When the status is written again even if unchanged; `None` until the first report.
+    report_by: Option<Instant>,
     lease_due: Instant,
     status_due: Instant,
     failures: HashMap<&'static str, u32>,
@@ -115,7 +116,7 @@ impl Engine {
                         stopped_by_annotation: false,
                         observed_status: None,
                         status_matches: false,
-                        last_report: None,
+                        report_by: None,
                         lease_due: start + phase,
                         status_due: start + phase,
                         failures: HashMap::new(),
@@ -382,7 +383,7 @@ impl Engine {
         let duration = self.options.lease_duration_seconds;
         let now = chrono::Utc::now();
         let patch = node::lease_renewal(name, uid.as_deref(), duration, now);
-        let result = match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let result = match self.renew(name, &patch).await {
             Err(e) if status_code(&e) == Some(404) => {
                 let lease = node::lease_object(name, uid.as_deref(), duration, now);
                 match serde_json::from_value::<Lease>(lease) {
@@ -390,7 +391,7 @@ impl Engine {
                     Err(e) => Err(kube::Error::SerdeError(e)),
                 }
             }
-            other => other.map(|_| ()),
+            other => other,
         };
         match result {
             Ok(()) => {
@@ -406,20 +407,20 @@ impl Engine {
 
     async fn report_status(&self, i: usize) {
         let interval = self.options.heartbeat_interval;
-        let (matches, last_report, due) = {
+        let (matches, report_by, due) = {
             let mut st = self.nodes[i].state.lock();
             if !st.registered || st.gone {
                 return;
             }
             let due = advance(st.status_due, interval, Instant::now());
             st.status_due = due;
-            (st.status_matches, st.last_report, due)
+            (st.status_matches, st.report_by, due)
         };
         if self.stopped(i) {
             self.schedule(Key::Status(i), due);
             return;
         }
-        let stale = last_report.is_none_or(|t| t.elapsed() >= self.options.status_report_interval);
+        let stale = report_by.is_none_or(|t| Instant::now() >= t);
         if !stale && matches {
             self.schedule(Key::Status(i), due);
             return;
@@ -437,7 +438,7 @@ impl Engine {
                 self.succeeded(i, "status");
                 {
                     let mut st = self.nodes[i].state.lock();
-                    st.last_report = Some(Instant::now());
+                    st.report_by = Some(Instant::now() + self.report_period(i, st.report_by.is_none()));
                 }
                 self.observe_node(i, &node, false);
                 self.schedule(Key::Status(i), due);
@@ -451,6 +452,15 @@ impl Engine {
                 self.failed(i, "status", Key::Status(i), interval.max(Duration::from_millis(200)));
             }
         }
+    }
+
+    /// How long until node `i` writes its unchanged status again. After the first report the
+    /// wait is cut to a per-node share of the interval, so that a fleet registered at once
+    /// refreshes its statuses steadily over the interval, as kubelets started at different times
+    /// do, rather than all together one interval later.
+    fn report_period(&self, i: usize, first: bool) -> Duration {
+        let interval = self.options.status_report_interval;
+        if first { interval - spread(i, self.nodes.len(), interval) } else { interval }
     }
 
     async fn watch_nodes(self: Arc<Self>) {
@@ -551,6 +561,14 @@ impl Engine {
         }
         self.now_key(Key::Pod(uid.clone()));
         Some(uid)
+    }
+
+    /// Merge-patches a node's Lease without decoding the Lease sent back: nothing here reads it.
+    async fn renew(&self, name: &str, patch: &serde_json::Value) -> kube::Result<()> {
+        let request = kube::core::Request::new(Lease::url_path(&(), Some(LEASE_NAMESPACE)))
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .map_err(kube::Error::BuildRequest)?;
+        self.client.request_text(request).await.map(|_| ())
     }
 
     /// Strategic-merge patches a pod's status. The pod sent back is not decoded: the watch

@@ -14,7 +14,8 @@
 //!   the renewals of all nodes spread evenly over the interval;
 //! - checks its status as often, and patches it (`nodes/status`) when it differs from what the
 //!   node reports (say a controller marked it `Ready=Unknown`) or every
-//!   [`Options::status_report_interval`] (60 s) to refresh the heartbeat times;
+//!   [`Options::status_report_interval`] (5 min, the kubelet's `nodeStatusReportFrequency`) to
+//!   refresh the heartbeat times, the first of these refreshes spread over the interval;
 //! - moves its pods along: Pending → Running after [`Options::pod_start_delay`], with a pod IP
 //!   from the node's CIDR and every Ready condition True; pods that complete (restartPolicy
 //!   `Never`/`OnFailure`, and owned by a Job or annotated `rudder.dev/simulate-run-seconds`) exit
@@ -97,7 +98,7 @@ impl Default for Options {
             capacity: Capacity::default(),
             heartbeat_interval: Duration::from_secs(10),
             lease_duration_seconds: 40,
-            status_report_interval: Duration::from_secs(60),
+            status_report_interval: Duration::from_secs(300),
             pod_start_delay: Duration::from_millis(100),
             pod_run_duration: Duration::from_secs(1),
             deletion_grace_cap: Duration::from_secs(1),

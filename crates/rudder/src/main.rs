@@ -104,6 +104,20 @@ struct ServerArgs {
     /// Unknown and tainted unreachable (upstream's --node-monitor-grace-period, 50 s since 1.32).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     node_monitor_grace_period_seconds: u64,
+    /// Nodes per second and zone that may get a NoExecute taint (and so have their pods evicted)
+    /// when they stop being ready (upstream's --node-eviction-rate).
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// The same rate for a zone in partial disruption larger than --large-cluster-size-threshold
+    /// (upstream's --secondary-node-eviction-rate).
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// Zones of at most this many nodes stop tainting while in partial disruption.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
+    /// Share of a zone's nodes (of more than two) not ready that puts it in partial disruption.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
     /// Terminated pods (Succeeded or Failed) kept before the oldest are deleted; 0 keeps them all
     /// (upstream's --terminated-pod-gc-threshold).
     #[arg(long, default_value_t = 12500)]
@@ -210,6 +224,7 @@ async fn start_components(
             node_monitor_grace_period: Some(Duration::from_secs(args.node_monitor_grace_period_seconds)),
             cluster_cidr: Some(args.cluster_cidr.clone()),
             terminated_pod_gc_threshold: Some(args.terminated_pod_gc_threshold),
+            eviction: eviction_rates(args),
         };
         let informers = shared.clone().expect("started for the controller manager");
         tasks.push(tokio::spawn(async move {
@@ -242,6 +257,15 @@ async fn start_components(
 }
 
 /// Node name and address as given or found on this machine.
+fn eviction_rates(args: &ServerArgs) -> rudder_controllers::nodelifecycle::EvictionRates {
+    rudder_controllers::nodelifecycle::EvictionRates {
+        rate: args.node_eviction_rate,
+        secondary_rate: args.secondary_node_eviction_rate,
+        large_cluster_threshold: args.large_cluster_size_threshold,
+        unhealthy_zone_threshold: args.unhealthy_zone_threshold,
+    }
+}
+
 fn node_identity(args: &NodeArgs) -> (String, IpAddr) {
     let name = args.node_name.clone().unwrap_or_else(rudder_kubelet::node::hostname);
     let ip =
@@ -542,6 +566,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         rudder_controllers::nodeipam::DEFAULT_NODE_MASK_SIZE,
     )
     .context("--cluster-cidr")?;
+    eviction_rates(&args)
+        .check()
+        .map_err(anyhow::Error::msg)
+        .context("check --node-eviction-rate, --secondary-node-eviction-rate and --unhealthy-zone-threshold")?;
     let mut config = rudder_apiserver::Config::new(data_dir.clone());
     config.bind_address = args.bind_address;
     config.advertise_address = Some(args.advertise_address.unwrap_or_else(|| {

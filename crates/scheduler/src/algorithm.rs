@@ -7,6 +7,7 @@ use crate::framework::{
     Status,
 };
 use crate::plugins;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet};
@@ -521,8 +522,13 @@ impl Framework {
         // there are 10% of the nodes (at least 100) in all.
         let enough = (nodes.len() / 10).max(100);
         let (mut candidates, mut clean) = (0usize, 0usize);
-        let mut best: Option<((usize, i64, i64, usize), Preemption)> = None;
-        for (name, status) in &fit.statuses {
+        let mut best: Option<(CandidateRank, Preemption)> = None;
+        // The search starts at a random node, as upstream's, so that when it stops early the
+        // same few nodes are not always the ones preempted.
+        let offset = if fit.statuses.is_empty() { 0 } else { rand::rng().random_range(0..fit.statuses.len()) };
+        let (tail, head) = fit.statuses.split_at(offset);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        for (name, status) in head.iter().chain(tail) {
             if clean > 0 && candidates >= enough {
                 break;
             }
@@ -560,12 +566,23 @@ impl Framework {
                 }
             }
             victims.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.key.cmp(&b.key)));
-            let rank = (
+            let highest = victims.iter().map(|v| v.priority).max();
+            let rank = CandidateRank {
                 pdb_violations,
-                victims.iter().map(|v| i64::from(v.priority)).max().unwrap_or(i64::MIN),
-                victims.iter().map(|v| i64::from(v.priority)).sum::<i64>(),
-                victims.len(),
-            );
+                highest_priority: highest.map_or(i64::MIN, i64::from),
+                priority_sum: victims.iter().map(|v| i64::from(v.priority)).sum::<i64>(),
+                victims: victims.len(),
+                // The latest earliest start among the most important victims is preferred.
+                earliest_start: std::cmp::Reverse(
+                    victims
+                        .iter()
+                        .filter(|v| Some(v.priority) == highest)
+                        .map(|v| start_time(&v.pod, now))
+                        .min()
+                        .unwrap_or(now),
+                ),
+                node: name.clone(),
+            };
             candidates += 1;
             clean += usize::from(pdb_violations == 0);
             if best.as_ref().is_none_or(|(r, _)| rank < *r) {
@@ -574,6 +591,26 @@ impl Framework {
         }
         best.map(|(_, p)| p)
     }
+}
+
+/// How preemption candidates compare (smaller is better), as upstream's
+/// `pickOneNodeForPreemption`: fewest budget violations, lowest highest victim priority, lowest
+/// sum of victim priorities, fewest victims, the latest start among the highest-priority
+/// victims; the node name last, so that the choice does not depend on the search order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct CandidateRank {
+    pdb_violations: usize,
+    highest_priority: i64,
+    priority_sum: i64,
+    victims: usize,
+    earliest_start: std::cmp::Reverse<k8s_openapi::jiff::Timestamp>,
+    node: String,
+}
+
+/// When a pod started (`status.startTime`); one not started yet counts as starting `now`, as
+/// upstream's `GetPodStartTime`.
+fn start_time(pod: &Pod, now: k8s_openapi::jiff::Timestamp) -> k8s_openapi::jiff::Timestamp {
+    pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map_or(now, |t| t.0)
 }
 
 /// Index of the highest score; among equal scores each is equally likely.
@@ -821,6 +858,35 @@ mod tests {
         let mut never = fit.clone();
         never.preemption_ineligible = Some(NOT_ELIGIBLE_NEVER);
         assert!(f.find_preemption(&high, &cache, &never, &[]).is_none());
+    }
+
+    fn started(name: &str, priority: i32, at: &str) -> Arc<PodInfo> {
+        Arc::new(PodInfo::new(Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "default", "uid": name},
+                "spec": {"priority": priority, "containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]},
+                "status": {"startTime": at},
+            }))
+            .unwrap(),
+        )))
+    }
+
+    #[test]
+    fn preemption_ties_go_to_the_node_whose_victims_started_last_whatever_the_search_order() {
+        let f = Framework::default();
+        let mut cache = Cache::new();
+        for (i, at) in ["2026-01-01T00:00:05Z", "2026-01-01T00:00:09Z", "2026-01-01T00:00:01Z"].iter().enumerate() {
+            let name = format!("n{i}");
+            cache.upsert_node(node(&name, "2", json!({})));
+            cache.assume(started(&format!("p{i}"), 1, at), &name);
+        }
+        let high = prioritised("high", "1", 10);
+        let Err(ScheduleError::Unfit(fit)) = f.schedule(&high, &cache, &mut rng()) else { panic!("nothing fits") };
+        // The search starts at a random node; the choice must not depend on it.
+        for _ in 0..20 {
+            let p = f.find_preemption(&high, &cache, &fit, &[]).expect("preemption finds room");
+            assert_eq!(p.node, "n1");
+        }
     }
 
     fn labelled(name: &str, app: &str, priority: i32) -> Arc<PodInfo> {

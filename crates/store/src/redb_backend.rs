@@ -239,19 +239,28 @@ impl RedbPersist {
                         Job::Write(mut records, mut revision) => {
                             // Later batches join this transaction, in order, until the gathering
                             // time is up or another kind of job arrives (it runs right after).
+                            // The thread sleeps between looks at the queue rather than waiting on
+                            // it, so a batch sent meanwhile costs its sender no wake-up; jobs that
+                            // someone waits for unpark it (`send`).
                             let until = Instant::now() + APPLY_GATHER;
-                            while records.len() < APPLY_MAX_RECORDS {
-                                let wait = until.saturating_duration_since(Instant::now());
-                                match rx.recv_timeout(wait) {
+                            'gather: while records.len() < APPLY_MAX_RECORDS {
+                                match rx.try_recv() {
                                     Ok(Job::Write(more, rev)) => {
                                         records.extend(more);
                                         revision = rev;
                                     }
                                     Ok(other) => {
                                         next = Some(other);
-                                        break;
+                                        break 'gather;
                                     }
-                                    Err(_) => break,
+                                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break 'gather,
+                                    Err(std::sync::mpsc::TryRecvError::Empty) => {
+                                        let now = Instant::now();
+                                        if now >= until {
+                                            break 'gather;
+                                        }
+                                        std::thread::park_timeout(until - now);
+                                    }
                                 }
                             }
                             if let Err(e) = write_to_db(&apply_db, &records, revision, Durability::None) {
@@ -287,7 +296,15 @@ impl RedbPersist {
 
     fn send(&self, job: Job) -> Result<()> {
         match &self.applier {
-            Some((tx, _)) => tx.send(job).map_err(|_| Error::Backend("the store applier thread stopped".into())),
+            Some((tx, handle)) => {
+                let wake = !matches!(job, Job::Write(..));
+                tx.send(job).map_err(|_| Error::Backend("the store applier thread stopped".into()))?;
+                if wake {
+                    // The applier may be sleeping through a gathering (see its loop).
+                    handle.thread().unpark();
+                }
+                Ok(())
+            }
             None => Err(Error::Closed),
         }
     }
@@ -305,6 +322,7 @@ impl Drop for RedbPersist {
         // Lets the applier finish what was sent, so the file is closed when this returns.
         if let Some((tx, handle)) = self.applier.take() {
             drop(tx);
+            handle.thread().unpark();
             let _ = handle.join();
         }
     }

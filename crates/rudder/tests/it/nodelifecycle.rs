@@ -300,3 +300,16 @@ async fn terminated_pods_over_the_threshold_are_collected() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(pods.list(&ListParams::default()).await.unwrap().items.len(), 2, "the threshold's pods stay");
 }
+
+/// The node lifecycle settings are checked before anything starts, with the flags named.
+#[test]
+fn bad_eviction_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for flag in ["--unhealthy-zone-threshold=1.5", "--node-eviction-rate=-1"] {
+        let out = crate::node::rudder(&["server", "--data-dir", data, "--https-port", "0", "--disable-agent", flag]);
+        let err = crate::kubectl::text(&out.stderr);
+        assert!(!out.status.success(), "{flag} was taken: {err}");
+        assert!(err.contains("--unhealthy-zone-threshold") && err.contains("--node-eviction-rate"), "{err}");
+    }
+}

@@ -791,7 +791,7 @@ fn control_sections(r: &Results) -> Vec<(&'static str, crate::control::RunInfo, 
         ]);
         d.row(vec![
             o.nodes.to_string(),
-            format!("{} s / 60 s", o.heartbeat_secs),
+            format!("{} s / 5 min", o.heartbeat_secs),
             format!("{:.1}", o.nodes_ready.as_secs_f64()),
             format!("{:.0}", o.cpu.secs),
             format!("{:.3}", o.cpu.server),
@@ -803,7 +803,9 @@ fn control_sections(r: &Results) -> Vec<(&'static str, crate::control::RunInfo, 
         ]);
         let note = format!(
             "`rudder server --simulate-nodes {} --simulate-node-heartbeat-seconds {}` (upstream intervals: Lease renewed every \
-             {} s, status reported every 60 s or on change), scheduler and controllers on, no pods. After all nodes are Ready and \
+             {} s; status reported on change and otherwise every 5 min, the kubelet's nodeStatusReportFrequency, with the nodes' \
+             first refreshes spread over those 5 min as in a fleet whose kubelets started at different times), scheduler and \
+             controllers on, no pods. After all nodes are Ready and \
              {} s more for the registration tail, the server's CPU (utime + stime from /proc/PID/stat) is averaged over {:.0} s. \
              The simulated nodes run inside the server process, so the figure is the API server, store, scheduler, controllers \
              and node simulation together; the simulation's share is not separated. API writes/s = store revisions per second \

@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
 
 /// A watch event whose object is shared with the store and the other subscribers.
@@ -72,6 +73,8 @@ where
 {
     store: Store<K>,
     fanout: Arc<Mutex<Fanout<K>>>,
+    /// The highest `resourceVersion` among the objects of the events the store has taken in.
+    progress: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -91,6 +94,8 @@ where
         let fanout =
             Arc::new(Mutex::new(Fanout { subscribers: Vec::new(), listing: None, ready: watch::Sender::new(false) }));
         let (reader, shared) = (store.clone(), fanout.clone());
+        let progress = Arc::new(AtomicU64::new(0));
+        let seen = progress.clone();
         let task = tokio::spawn(async move {
             let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
             while let Some(event) = events.next().await {
@@ -101,10 +106,17 @@ where
                         continue;
                     }
                 };
-                publish(&mut shared.lock(), &mut writer, &reader, event);
+                publish(&mut shared.lock(), &mut writer, &reader, &seen, event);
             }
         });
-        SharedInformer { store, fanout, task }
+        SharedInformer { store, fanout, progress, task }
+    }
+
+    /// The highest `resourceVersion` of an object the store has taken in (0 before any). This
+    /// server's resource versions are store revisions, so a write whose reply carried revision
+    /// `r` is in the store (or already replaced or deleted there) once this is at least `r`.
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Acquire)
     }
 
     /// The store every event has been applied to.
@@ -177,11 +189,21 @@ where
 /// Applies one event to the store and hands it to every subscriber. The caller holds the
 /// fan-out's lock, so the store and the subscribers change together: a subscriber arriving in
 /// between sees either both or neither.
-fn publish<K>(fan: &mut Fanout<K>, writer: &mut Writer<K>, store: &Store<K>, event: watcher::Event<K>)
-where
+fn publish<K>(
+    fan: &mut Fanout<K>,
+    writer: &mut Writer<K>,
+    store: &Store<K>,
+    progress: &AtomicU64,
+    event: watcher::Event<K>,
+) where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     writer.apply_watcher_event(&event);
+    if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) = &event
+        && let Some(rv) = o.meta().resource_version.as_deref().and_then(|rv| rv.parse::<u64>().ok())
+    {
+        progress.fetch_max(rv, Ordering::Release);
+    }
     let event = share(event, store);
     match &event {
         watcher::Event::Init => fan.listing = Some(Vec::new()),
@@ -193,6 +215,22 @@ where
         watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}
     }
     fan.subscribers.retain(|tx| tx.send(event.clone()).is_ok());
+}
+
+/// Drives a shared informer's fan-out by hand, as its watch task does.
+#[cfg(test)]
+pub(crate) fn feed(inf: &SharedInformer<Pod>, writer: &mut Writer<Pod>, event: watcher::Event<Pod>) {
+    publish(&mut inf.fanout.lock(), writer, &inf.store, &inf.progress, event);
+}
+
+/// A shared informer without a watch, fed with [`feed`].
+#[cfg(test)]
+pub(crate) fn offline() -> (SharedInformer<Pod>, Writer<Pod>) {
+    let (store, writer) = reflector::store::<Pod>();
+    let fanout =
+        Arc::new(Mutex::new(Fanout { subscribers: Vec::new(), listing: None, ready: watch::Sender::new(false) }));
+    let progress = Arc::new(AtomicU64::new(0));
+    (SharedInformer { store, fanout, progress, task: tokio::spawn(async {}) }, writer)
 }
 
 /// Drops what only a kubelet acts on from a pod before a control loop keeps it: managed
@@ -267,16 +305,6 @@ mod tests {
     }
 
     /// Drives the fan-out by hand, as the watch task does.
-    fn feed(inf: &SharedInformer<Pod>, writer: &mut Writer<Pod>, event: watcher::Event<Pod>) {
-        publish(&mut inf.fanout.lock(), writer, &inf.store, event);
-    }
-
-    fn offline() -> (SharedInformer<Pod>, Writer<Pod>) {
-        let (store, writer) = reflector::store::<Pod>();
-        let fanout =
-            Arc::new(Mutex::new(Fanout { subscribers: Vec::new(), listing: None, ready: watch::Sender::new(false) }));
-        (SharedInformer { store, fanout, task: tokio::spawn(async {}) }, writer)
-    }
 
     #[tokio::test]
     async fn late_subscribers_see_a_listing_first() {

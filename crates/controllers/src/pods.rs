@@ -154,8 +154,8 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
 }
 
 /// The pods to delete to go down by `count`: the first `count` in [`deletion_order`].
-pub fn pods_to_delete(pods: &[Pod], count: usize) -> Vec<&Pod> {
-    let mut sorted: Vec<&Pod> = pods.iter().collect();
+pub fn pods_to_delete<P: std::borrow::Borrow<Pod>>(pods: &[P], count: usize) -> Vec<&Pod> {
+    let mut sorted: Vec<&Pod> = pods.iter().map(|p| p.borrow()).collect();
     sorted.sort_by(|a, b| deletion_order(a, b));
     sorted.truncate(count);
     sorted

@@ -2,9 +2,13 @@
 //! `pkg/controller/replicaset`. The same code runs the ReplicationController controller
 //! (upstream's `pkg/controller/replication`, which also reuses the replica set logic).
 //!
-//! Each reconcile reads the replica set's namespace's pods with a consistent list from the API
-//! server (not from a cache), so it always sees the pods it created before; that stands in for
-//! upstream's "expectations". Then it
+//! Each reconcile reads the replica set's namespace's pods from the process's shared pod
+//! informer. As upstream, a cache may not show yet what the last reconcile did, so pods are
+//! created or deleted only when the *expectations* of that reconcile are met: every pod it
+//! created is in the cache (or the cache has passed the revision the create returned: the pod
+//! came and went), and every pod it deleted is gone from the cache or terminating there. Until
+//! then (at most five minutes, upstream's expectations timeout) the reconcile only writes
+//! status. Then it
 //!
 //! - releases owned pods whose labels no longer match and adopts matching orphans (a strategic
 //!   merge patch of `ownerReferences`);
@@ -25,15 +29,18 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
+use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a settled replica set is looked at again anyway.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -79,6 +86,68 @@ struct Ctx {
     client: Client,
     recorder: Recorder,
     kind: Kind,
+    pods: Arc<SharedInformer<Pod>>,
+    /// What the last reconcile of each replica set (`namespace/name`) wrote.
+    expectations: Mutex<HashMap<String, Expectations>>,
+}
+
+/// How long a reconcile's expectations hold at most (upstream's `ExpectationsTimeout`).
+const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The pods one reconcile of a replica set created and deleted, to be seen in the cache before
+/// the next reconcile creates or deletes any.
+#[derive(Debug)]
+struct Expectations {
+    /// The replica set's uid: a new replica set of the same name expects nothing.
+    owner: String,
+    /// Created pods: name, uid and the revision the create returned.
+    adds: Vec<(String, String, u64)>,
+    /// Deleted pods: name and uid.
+    deletes: Vec<(String, String)>,
+    since: Instant,
+}
+
+impl Expectations {
+    /// Whether the cache shows everything these expect.
+    fn met(&self, pods: &SharedInformer<Pod>, ns: &str) -> bool {
+        if self.since.elapsed() >= EXPECTATIONS_TIMEOUT {
+            return true;
+        }
+        let store = pods.store();
+        let cached = |name: &str, uid: &str| {
+            store.get(&ObjectRef::new(name).within(ns)).filter(|p| p.metadata.uid.as_deref() == Some(uid))
+        };
+        let progress = pods.progress();
+        self.adds.iter().all(|(name, uid, rv)| progress >= *rv || cached(name, uid).is_some())
+            && self
+                .deletes
+                .iter()
+                .all(|(name, uid)| cached(name, uid).is_none_or(|p| p.metadata.deletion_timestamp.is_some()))
+    }
+}
+
+impl Ctx {
+    /// Whether the replica set `key` (uid `owner`) may create or delete pods now.
+    fn may_manage(&self, key: &str, owner: &str, ns: &str) -> bool {
+        let mut all = self.expectations.lock();
+        let Some(e) = all.get(key) else { return true };
+        if e.owner != owner || e.met(&self.pods, ns) {
+            all.remove(key);
+            return true;
+        }
+        false
+    }
+
+    fn expect(&self, key: String, e: Expectations) {
+        let mut all = self.expectations.lock();
+        // Those of replica sets deleted meanwhile go once they time out.
+        all.retain(|_, old| old.since.elapsed() < EXPECTATIONS_TIMEOUT);
+        if e.adds.is_empty() && e.deletes.is_empty() {
+            all.remove(&key);
+        } else {
+            all.insert(key, e);
+        }
+    }
 }
 
 /// A replication controller as a replica set: same metadata, its map selector as
@@ -112,7 +181,7 @@ pub async fn run(client: Client, informers: Informers, shutdown: Shutdown) -> an
 
 async fn run_kind<K>(
     client: Client,
-    pods: &SharedInformer<Pod>,
+    pods: &Arc<SharedInformer<Pod>>,
     mut shutdown: Shutdown,
     kind: Kind,
     view: fn(&K) -> ReplicaSet,
@@ -126,7 +195,20 @@ async fn run_kind<K>(
         Kind::ReplicationController => "replication-controller",
     };
     let recorder = Recorder::new(client.clone(), Reporter { controller: reporter.into(), instance: None });
-    let ctx = Arc::new(Ctx { client: client.clone(), recorder, kind });
+    // Nothing is created before the pods that exist are known.
+    if !tokio::select! {
+        listed = async { pods.listed().wait_for(|l| *l).await.is_ok() } => listed,
+        _ = shutdown.wait_for(|stop| *stop) => false,
+    } {
+        return;
+    }
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        recorder,
+        kind,
+        pods: pods.clone(),
+        expectations: Mutex::new(HashMap::new()),
+    });
     controller
         .watches_shared_stream(pods.objects(), move |pod: Arc<Pod>| {
             let ns = pod.namespace().unwrap_or_default();
@@ -192,7 +274,11 @@ async fn reconcile(rs: ReplicaSet, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let Some(spec) = rs.spec.as_ref() else { return Ok(Action::await_change()) };
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let all = pods_api.list(&ListParams::default()).await?.items;
+    let key = format!("{ns}/{name}");
+    // Read before the cache: expectations met then hold for what is read after.
+    let may_manage = ctx.may_manage(&key, &uid, &ns);
+    let all: Vec<Arc<Pod>> =
+        ctx.pods.store().state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str())).collect();
     let deleting = rs.metadata.deletion_timestamp.is_some();
 
     // Claim: keep matching owned pods, release the rest, adopt matching orphans.
@@ -219,20 +305,22 @@ async fn reconcile(rs: ReplicaSet, ctx: Arc<Ctx>) -> Result<Action, Error> {
                         "metadata": {"ownerReferences": [oref], "uid": pod.metadata.uid}
                     });
                     match pods_api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await {
-                        Ok(p) => owned.push(p),
+                        Ok(p) => owned.push(Arc::new(p)),
                         Err(e) => tracing::debug!(error = %e, pod = %pod.name_any(), "adopting a pod"),
                     }
                 }
             }
         }
     }
-    let active: Vec<Pod> = owned.into_iter().filter(pods::is_active).collect();
+    let active: Vec<Arc<Pod>> = owned.into_iter().filter(|p| pods::is_active(p)).collect();
 
     let mut failure: Option<String> = None;
-    if !deleting {
+    let mut expected =
+        Expectations { owner: uid.clone(), adds: Vec::new(), deletes: Vec::new(), since: Instant::now() };
+    if !deleting && may_manage {
         let want = usize::try_from(spec.replicas.unwrap_or(1).max(0)).unwrap_or(0);
         if active.len() < want {
-            failure = create_pods(&ctx, &rs, &pods_api, (want - active.len()).min(BURST)).await;
+            failure = create_pods(&ctx, &rs, &pods_api, (want - active.len()).min(BURST), &mut expected.adds).await;
         } else if active.len() > want {
             let victims = pods::pods_to_delete(&active, (active.len() - want).min(BURST));
             let dp = DeleteParams::default();
@@ -244,6 +332,7 @@ async fn reconcile(rs: ReplicaSet, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 let pname = pod.name_any();
                 match result {
                     Ok(_) => {
+                        expected.deletes.push((pname.clone(), pod.metadata.uid.clone().unwrap_or_default()));
                         let note = format!("Deleted pod: {pname}");
                         event(&ctx, &rs, EventType::Normal, "SuccessfulDelete", "Delete", note).await;
                     }
@@ -260,6 +349,8 @@ async fn reconcile(rs: ReplicaSet, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
 
+    let waiting = !deleting && !may_manage;
+    ctx.expect(key, expected);
     let now = pods::now();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let status = compute_status(&rs, &active, failure.as_deref(), now);
@@ -287,6 +378,11 @@ async fn reconcile(rs: ReplicaSet, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     if failure.is_some() {
         return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    if waiting {
+        // The pod events that meet the expectations bring this replica set back; this is a
+        // backstop.
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     // Come back when a ready pod becomes available.
     let wait = active.iter().filter_map(|p| pods::seconds_until_available(p, min_ready, now)).min();
@@ -326,7 +422,13 @@ pub fn pod_from_template(rs: &ReplicaSet, kind: Kind) -> Pod {
 }
 
 /// Creates `count` pods in slow-start batches; returns the first error's message, if any.
-async fn create_pods(ctx: &Ctx, rs: &ReplicaSet, api: &Api<Pod>, count: usize) -> Option<String> {
+async fn create_pods(
+    ctx: &Ctx,
+    rs: &ReplicaSet,
+    api: &Api<Pod>,
+    count: usize,
+    created: &mut Vec<(String, String, u64)>,
+) -> Option<String> {
     let pod = pod_from_template(rs, ctx.kind);
     let pp = PostParams::default();
     for batch in pods::slow_start_batches(count) {
@@ -335,6 +437,12 @@ async fn create_pods(ctx: &Ctx, rs: &ReplicaSet, api: &Api<Pod>, count: usize) -
         for r in results {
             match r {
                 Ok(p) => {
+                    let revision = p.metadata.resource_version.as_deref().and_then(|rv| rv.parse().ok());
+                    created.push((
+                        p.name_any(),
+                        p.metadata.uid.clone().unwrap_or_default(),
+                        revision.unwrap_or(u64::MAX),
+                    ));
                     let note = format!("Created pod: {}", p.name_any());
                     event(ctx, rs, EventType::Normal, "SuccessfulCreate", "Create", note).await;
                 }
@@ -363,9 +471,9 @@ fn api_message(e: &kube::Error) -> String {
 
 /// The status the replica set should have given its active owned pods; `failure` is a create
 /// or delete error of this reconcile (sets the `ReplicaFailure` condition; cleared otherwise).
-pub fn compute_status(
+pub fn compute_status<P: Borrow<Pod>>(
     rs: &ReplicaSet,
-    active: &[Pod],
+    active: &[P],
     failure: Option<&str>,
     now: k8s_openapi::jiff::Timestamp,
 ) -> ReplicaSetStatus {
@@ -376,7 +484,9 @@ pub fn compute_status(
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let count = |f: &dyn Fn(&Pod) -> bool| i32::try_from(active.iter().filter(|p| f(p)).count()).unwrap_or(i32::MAX);
+    let count = |f: &dyn Fn(&Pod) -> bool| {
+        i32::try_from(active.iter().filter(|p| f((*p).borrow())).count()).unwrap_or(i32::MAX)
+    };
     let fully_labeled = count(&|p: &Pod| template_labels.iter().all(|(k, v)| p.labels().get(k) == Some(v)));
     let ready = count(&pods::is_ready);
     let available = count(&|p: &Pod| pods::is_available(p, min_ready, now));
@@ -463,6 +573,72 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    fn named(name: &str, uid: &str, rv: u64) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                uid: Some(uid.into()),
+                resource_version: Some(rv.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn expectations_wait_for_the_cache_to_show_creations_and_deletions() {
+        use crate::informers::{feed, offline};
+        use kube::runtime::watcher::Event as W;
+        let (inf, mut w) = offline();
+        feed(&inf, &mut w, W::Init);
+        feed(&inf, &mut w, W::InitApply(named("old", "u-old", 5)));
+        feed(&inf, &mut w, W::InitDone);
+        let expect = |adds: Vec<(String, String, u64)>, deletes: Vec<(String, String)>| Expectations {
+            owner: "rs".into(),
+            adds,
+            deletes,
+            since: Instant::now(),
+        };
+        let made = || vec![("a".to_string(), "u-a".to_string(), 10), ("b".to_string(), "u-b".to_string(), 11)];
+
+        // Created pods: unmet until each is in the cache, or the cache has passed its revision.
+        let e = expect(made(), Vec::new());
+        assert!(!e.met(&inf, "ns"));
+        feed(&inf, &mut w, W::Apply(named("a", "u-a", 10)));
+        assert!(!e.met(&inf, "ns"), "b is not seen yet");
+        // b came and went before the cache looked: a later revision stands for it.
+        feed(&inf, &mut w, W::Apply(named("c", "u-c", 12)));
+        assert!(e.met(&inf, "ns"));
+        // Another namespace's pod of the same name is not the one created.
+        let e = expect(vec![("z".into(), "u-z".into(), 99)], Vec::new());
+        feed(
+            &inf,
+            &mut w,
+            W::Apply(Pod {
+                metadata: ObjectMeta { namespace: Some("other".into()), ..named("z", "u-z", 13).metadata },
+                ..Default::default()
+            }),
+        );
+        assert!(!e.met(&inf, "ns"));
+
+        // Deleted pods: unmet while the cache shows them live.
+        let e = expect(Vec::new(), vec![("old".into(), "u-old".into())]);
+        assert!(!e.met(&inf, "ns"));
+        let mut terminating = named("old", "u-old", 20);
+        terminating.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        feed(&inf, &mut w, W::Apply(terminating.clone()));
+        assert!(e.met(&inf, "ns"));
+        feed(&inf, &mut w, W::Delete(terminating));
+        assert!(e.met(&inf, "ns"));
+
+        // They lapse after upstream's timeout.
+        let mut stale = expect(vec![("never".into(), "u-never".into(), 1000)], Vec::new());
+        assert!(!stale.met(&inf, "ns"));
+        stale.since = Instant::now() - EXPECTATIONS_TIMEOUT;
+        assert!(stale.met(&inf, "ns"));
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub enum Source<'a> {
 
 enum Worker {
     Api(Conn),
-    Etcd(etcd_client::KvClient),
+    Etcd(Box<etcd_client::KvClient>),
     Store(Arc<dyn rudder_store::Storage>),
 }
 
@@ -72,7 +72,7 @@ impl Worker {
     async fn open(src: &Source<'_>) -> Result<Worker> {
         Ok(match src {
             Source::Api(t) => Worker::Api(Conn::open(t).await?),
-            Source::Etcd(e) => Worker::Etcd(e.client().await?.kv_client()),
+            Source::Etcd(e) => Worker::Etcd(Box::new(e.client().await?.kv_client())),
             Source::Store(s) => Worker::Store(s.clone()),
         })
     }

@@ -184,12 +184,12 @@ fn secs(s: f64) -> Duration {
 }
 
 fn default_rudder() -> PathBuf {
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            let p = dir.join("rudder");
-            if p.is_file() {
-                return p;
-            }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let p = dir.join("rudder");
+        if p.is_file() {
+            return p;
         }
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("release").join("rudder")

@@ -236,10 +236,10 @@ pub fn watch_stdout(
         let mut tx = Some(tx);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if line.starts_with(prefix) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send((line, Instant::now()));
-                }
+            if line.starts_with(prefix)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send((line, Instant::now()));
             }
         }
     });
